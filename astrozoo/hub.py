@@ -1,0 +1,125 @@
+"""Where a model's files come from: bundled with the package, the huggingface_hub cache, or the Hub.
+
+Resolution order for a registered model: the bundled directory inside the installed package (so
+the zoo works on an offline compute node), then the huggingface_hub cache, then
+`huggingface_hub.hf_hub_download` (which honours ``HF_HUB_OFFLINE``, ``HF_HOME`` and
+``HF_ENDPOINT``). Caching, offline mode and revisions are huggingface_hub's; this module only
+chooses the order, verifies sha256 and turns "not available" into one actionable error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .exceptions import IntegrityError, WeightsNotAvailableError
+
+__all__ = ["MODEL_FILES", "WEIGHTS_NAME", "CONFIG_NAME", "CARD_NAME", "resolve_files",
+           "resolve_hub_id", "download", "sha256_file", "verify_sha256", "parse_hub_id"]
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+CARD_NAME = "README.md"
+MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
+HUB_PREFIX = "hf-hub:"
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_sha256(path: str | Path, expected: str, what: str) -> None:
+    """Raise `IntegrityError` unless ``sha256(path) == expected``."""
+    if not expected:
+        raise IntegrityError(f"{what}: no sha256 is recorded for {path}; refusing unverified weights")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise IntegrityError(
+            f"{what}: sha256 mismatch for {path}\n  expected {expected}\n  found    {actual}\n"
+            "The file is corrupt, truncated or not the published weights. Delete it and run "
+            f"`astrozoo download {what}` again.")
+
+
+def parse_hub_id(ref: str) -> tuple[str, str | None]:
+    """``"hf-hub:org/repo@rev"`` -> ``("org/repo", "rev")``; the revision is optional."""
+    ref = ref[len(HUB_PREFIX):] if ref.startswith(HUB_PREFIX) else ref
+    repo, _, rev = ref.partition("@")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise ValueError(f"not a Hub repository id: {ref!r} (expected 'org/name[@revision]')")
+    return repo, rev or None
+
+
+def _hub_fetch(repo_id: str, revision: str | None, filenames, *, what: str, local_only: bool) -> Path:
+    import huggingface_hub as hf
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    path = None
+    for fname in filenames:
+        try:
+            path = Path(hf.hf_hub_download(repo_id, fname, revision=revision,
+                                           local_files_only=local_only))
+        except LocalEntryNotFoundError as e:
+            if local_only:
+                raise
+            raise WeightsNotAvailableError(
+                f"{what}: {fname} from Hub repository {repo_id!r} (revision {revision or 'main'}) "
+                "is not in the local huggingface_hub cache and the Hub cannot be reached "
+                f"(HF_HUB_OFFLINE={hf.constants.HF_HUB_OFFLINE}).\n"
+                f"Pre-download it on a machine with internet access: `astrozoo download {what}` "
+                "(set HF_HOME to a shared directory so compute nodes see the same cache).") from e
+    return path.parent
+
+
+def _fetch_all(repo_id: str, revision: str | None, filenames, what: str) -> Path:
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return _hub_fetch(repo_id, revision, filenames, what=what, local_only=True)
+    except LocalEntryNotFoundError:
+        return _hub_fetch(repo_id, revision, filenames, what=what, local_only=False)
+
+
+def resolve_files(entry, *, config_only: bool = False) -> Path:
+    """Local directory holding a registered model's files, verified against ``entry.sha256``.
+
+    Parameters
+    ----------
+    entry : `~astrozoo.registry.ModelEntry`
+        The registered model.
+    config_only : bool
+        Fetch only ``config.json`` (for listing); weights are neither fetched nor verified.
+    """
+    src = entry.weights
+    wanted = (CONFIG_NAME,) if config_only else MODEL_FILES
+    local = src.bundled_dir
+    if local is None or not all((local / f).is_file() for f in wanted):
+        if not src.hub_repo:
+            raise WeightsNotAvailableError(
+                f"{entry.name}: bundled files are missing from {local} and no Hub repository is "
+                "registered; reinstall astrozoo.")
+        local = _fetch_all(src.hub_repo, src.revision, wanted, entry.name)
+    if not config_only:
+        verify_sha256(local / WEIGHTS_NAME, entry.sha256, entry.name)
+    return local
+
+
+def resolve_hub_id(ref: str) -> Path:
+    """Local snapshot directory of ``hf-hub:org/repo[@rev]`` (cache first, then the Hub)."""
+    repo, rev = parse_hub_id(ref)
+    return _fetch_all(repo, rev, MODEL_FILES, f"{HUB_PREFIX}{repo}" + (f"@{rev}" if rev else ""))
+
+
+def download(name: str) -> Path:
+    """Fetch a model's files into the local cache (or confirm they are bundled) and verify them.
+
+    Accepts a registered model or task name, or ``hf-hub:org/repo[@rev]``.
+    """
+    if name.startswith(HUB_PREFIX):
+        return resolve_hub_id(name)
+    from .registry import get_entry
+
+    return resolve_files(get_entry(name))
