@@ -1,0 +1,330 @@
+"""Streaming, resumable catalogue output: FITS table, ECSV or Parquet, chosen by suffix.
+
+Rows are written as they are predicted, one chunk file per ``chunk_size`` rows, into
+``<output>.partial/``. Each chunk is written to a temporary name and renamed, so a chunk file
+either holds all its rows or does not exist, whatever kills the process. A ``manifest.json``
+records what the rows depend on (model, weights, inputs, options); a rerun with the same
+manifest skips the chunks already there, a rerun with another one refuses to mix results. When
+every chunk exists they are streamed, one at a time (bounded memory), into ``<output>.tmp``,
+which is renamed to ``<output>``: the output is either complete or absent.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+
+__all__ = ["FORMATS", "output_format", "provenance", "ids_fingerprint", "ChunkStore",
+           "write_table", "read_table"]
+
+#: Output suffix -> format.
+FORMATS = {".fits": "fits", ".fit": "fits", ".fts": "fits", ".ecsv": "ecsv",
+           ".parquet": "parquet", ".pq": "parquet"}
+
+_MANIFEST = "manifest.json"
+
+
+def output_format(path: str | Path) -> str:
+    """The format of `path` from its suffix; ValueError (before any work) if unsupported."""
+    suffix = Path(path).suffix.lower()
+    try:
+        return FORMATS[suffix]
+    except KeyError:
+        raise ValueError(f"{path}: unsupported output suffix {suffix!r}; use one of "
+                         f"{sorted(FORMATS)} (compressed files cannot be streamed)") from None
+
+
+def provenance(model, *, tta: bool = False, date: str | None = None) -> dict[str, Any]:
+    """Table metadata recording what produced a catalogue (FITS-safe 8-character keys).
+
+    ``SHA256`` is the weights file's hash from the model's config; a model never saved has
+    none recorded, so the hash of its in-memory parameters is used instead.
+    """
+    from .. import __version__
+
+    spec = model.spec
+    return {
+        "ASTROZOO": __version__,
+        "MODEL": model.name,
+        "TASK": model.task,
+        "SHA256": model.config.weights_sha256 or _state_sha256(model),
+        "PRESET": spec.survey,
+        "NORM": spec.normalization,
+        "TTA": bool(tta),
+        "DATE": date or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _state_sha256(model) -> str:
+    import torch
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def ids_fingerprint(ids: Iterable[str]) -> str:
+    """sha256 of the ordered object ids: identifies an input set for resuming."""
+    h = hashlib.sha256()
+    for i in ids:
+        h.update(str(i).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class ChunkStore:
+    """Chunk files of one output being written, in ``<output>.partial/``.
+
+    Parameters
+    ----------
+    output : path
+        Final output file; its suffix selects the format.
+    manifest : dict
+        JSON-serialisable description of the job; must equal the stored one to resume.
+    n_rows, chunk_size : int
+        Chunk ``k`` holds rows ``[k * chunk_size, min((k + 1) * chunk_size, n_rows))``.
+    overwrite : bool
+        Replace an existing complete `output` instead of refusing.
+    """
+
+    def __init__(self, output: str | Path, manifest: dict, n_rows: int, chunk_size: int,
+                 overwrite: bool = False):
+        self.output = Path(output)
+        self.format = output_format(self.output)
+        self.partial = self.output.with_name(self.output.name + ".partial")
+        self.n_rows, self.chunk_size = int(n_rows), int(chunk_size)
+        manifest = {**manifest, "n_rows": self.n_rows, "chunk_size": self.chunk_size}
+        if self.output.exists() and not self.partial.exists() and not overwrite:
+            raise FileExistsError(f"{self.output} exists (a finished run?); pass overwrite=True "
+                                  "to replace it")
+        stored = self.partial / _MANIFEST
+        if stored.is_file():
+            old = json.loads(stored.read_text())
+            diff = sorted(k for k in set(old) | set(manifest) if k != "date"
+                          and old.get(k) != manifest.get(k))
+            if diff:
+                raise ValueError(
+                    f"{self.partial} holds a partial run of a different job (differs in {diff}); "
+                    "rerun with the original model, inputs and options to resume, or delete that "
+                    "directory to start over")
+            self.manifest = old  # keeps the original start date
+        else:
+            self.partial.mkdir(parents=True, exist_ok=True)
+            self.manifest = manifest
+            _atomic_write_text(stored, json.dumps(manifest, indent=1))
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_rows // self.chunk_size)
+
+    def rows(self, k: int) -> range:
+        return range(k * self.chunk_size, min((k + 1) * self.chunk_size, self.n_rows))
+
+    def _path(self, k: int) -> Path:
+        r = self.rows(k)
+        return self.partial / f"chunk_{r.start:012d}_{r.stop:012d}.fits"
+
+    def done(self) -> set[int]:
+        """Chunks already written completely (a killed run leaves at most a ``.tmp`` file)."""
+        return {k for k in range(self.n_chunks) if self._path(k).is_file()}
+
+    def write_chunk(self, k: int, table: Table) -> None:
+        """Write chunk `k` (its rows, in order) atomically."""
+        if len(table) != len(self.rows(k)):
+            raise ValueError(f"chunk {k} needs {len(self.rows(k))} rows, got {len(table)}")
+        path = self._path(k)
+        tmp = path.with_name(path.name + ".tmp")
+        table = table.copy(copy_data=False)
+        table.meta = {"NERROR": int(np.count_nonzero(table["error"] != ""))}
+        table.write(tmp, format="fits", overwrite=True)
+        os.replace(tmp, path)
+
+    def read_chunk(self, k: int) -> Table:
+        t = Table.read(self._path(k), format="fits", character_as_bytes=False)
+        t.meta.clear()
+        # FITS turns empty strings into masked values; the chunk stores "" for "no error".
+        for name in t.colnames:
+            if t[name].dtype.kind == "U" and hasattr(t[name], "filled"):
+                t[name] = t[name].filled("")
+        return t
+
+    def finalize(self, meta: dict) -> Path:
+        """Stream every chunk, in order, into `output` (write then rename); drop the partial
+        directory. The ``error`` column is kept only if some row has an error."""
+        missing = sorted(set(range(self.n_chunks)) - self.done())
+        if missing:
+            raise RuntimeError(f"{self.partial}: chunks {missing[:5]}... are missing")
+        tmp = self.output.with_name(self.output.name + ".tmp")
+        _WRITERS[self.format](self._chunks(), tmp, meta, self._widths(), self.n_rows)
+        os.replace(tmp, self.output)
+        shutil.rmtree(self.partial)
+        return self.output
+
+    def _widths(self) -> dict[str, int]:
+        """Widest value of each string column over all chunks (read from the FITS headers), so
+        that fixed-width formats get one column layout; ``error`` gets width 0 if no row has an
+        error."""
+        widths: dict[str, int] = {}
+        n_errors = 0
+        for k in range(self.n_chunks):
+            h = fits.getheader(self._path(k), 1)
+            n_errors += h.get("NERROR", 0)
+            for i in range(1, h["TFIELDS"] + 1):
+                form = h[f"TFORM{i}"]
+                if form.endswith("A"):
+                    name = h[f"TTYPE{i}"]
+                    widths[name] = max(widths.get(name, 0), int(form[:-1] or 1))
+        if not n_errors:
+            widths["error"] = 0
+        return widths
+
+    def _chunks(self) -> Iterable[Table]:
+        for k in range(self.n_chunks):
+            yield self.read_chunk(k)
+
+
+def _conform(t: Table, widths: dict[str, int]) -> Table:
+    """Give string columns their job-wide width and drop an all-empty ``error`` column."""
+    if widths.get("error") == 0 and "error" in t.colnames:
+        t.remove_column("error")
+    for name, w in widths.items():
+        if name in t.colnames and w:
+            t[name] = t[name].astype(f"U{w}")
+    return t
+
+
+def _write_fits(chunks, path: Path, meta: dict, widths: dict, n_rows: int) -> None:
+    # A StreamingHDU takes the binary-table header with the final row count, then the rows'
+    # FITS bytes chunk by chunk, exactly as astropy lays them out for each chunk.
+    shdu = None
+    try:
+        for t in chunks:
+            t = _conform(t, widths)
+            t.meta.update(meta)
+            hdu = fits.table_to_hdu(t)
+            buf = io.BytesIO()
+            hdu.writeto(buf)
+            start = len(fits.PrimaryHDU().header.tostring()) + len(hdu.header.tostring())
+            raw = np.frombuffer(buf.getbuffer()[start:start + hdu.header["NAXIS1"] * len(t)],
+                                dtype=np.uint8)
+            if shdu is None:
+                header = hdu.header.copy()
+                header["NAXIS2"] = n_rows
+                if path.exists():
+                    path.unlink()
+                shdu = fits.StreamingHDU(str(path), header)
+            shdu.write(raw)
+    finally:
+        if shdu is not None:
+            shdu.close()
+
+
+def _write_ecsv(chunks, path: Path, meta: dict, widths: dict, n_rows: int) -> None:
+    # The first chunk writes the ECSV header; the others append their data lines only. The
+    # header block is the leading '#' lines plus the column-name line.
+    with open(path, "w", newline="") as f:
+        for i, t in enumerate(chunks):
+            t = _conform(t, widths)
+            t.meta.update(meta)
+            buf = io.StringIO()
+            t.write(buf, format="ascii.ecsv")
+            text = buf.getvalue()
+            if i:
+                lines = text.splitlines(keepends=True)
+                first = next(j for j, line in enumerate(lines) if not line.startswith("#"))
+                text = "".join(lines[first + 1:])
+            f.write(text)
+
+
+def _write_parquet(chunks, path: Path, meta: dict, widths: dict, n_rows: int) -> None:
+    # astropy writes each chunk (its metadata encodes multidimensional columns and string
+    # widths, made job-wide by _conform); pyarrow appends them as row groups of one file.
+    import pyarrow.parquet as pq
+
+    writer = None
+    scratch = path.with_name(path.name + ".chunk")
+    try:
+        for t in chunks:
+            t = _conform(t, widths)
+            t.meta.update(meta)
+            t.write(scratch, format="parquet", overwrite=True)
+            part = pq.read_table(scratch)
+            if writer is None:
+                writer = pq.ParquetWriter(path, part.schema)
+            writer.write_table(part.replace_schema_metadata(writer.schema.metadata))
+    finally:
+        if writer is not None:
+            writer.close()
+        scratch.unlink(missing_ok=True)
+
+
+_WRITERS = {"fits": _write_fits, "ecsv": _write_ecsv, "parquet": _write_parquet}
+
+
+def write_table(table: Table, path: str | Path, overwrite: bool = False) -> Path:
+    """Write an in-memory table in the format of `path`'s suffix, via a temporary file and a
+    rename so that `path` never holds a partial table."""
+    path = Path(path)
+    fmt = output_format(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    tmp = path.with_name(path.name + ".tmp")
+    table.write(tmp, format={"ecsv": "ascii.ecsv"}.get(fmt, fmt), overwrite=True)
+    os.replace(tmp, path)
+    return path
+
+
+def read_table(path: str | Path, memmap: bool = True) -> Table:
+    """Read an astrozoo catalogue back (FITS memory-mapped; strings as str).
+
+    Parquet goes through pyarrow and the astropy metadata it carries, since astropy's own
+    Parquet reader needs pandas.
+    """
+    path = Path(path)
+    fmt = output_format(path)
+    if fmt == "fits":
+        return Table.read(path, format="fits", memmap=memmap, character_as_bytes=False)
+    if fmt == "ecsv":
+        return Table.read(path, format="ascii.ecsv")
+    return _read_parquet(path)
+
+
+def _read_parquet(path: Path) -> Table:
+    import pyarrow.parquet as pq
+    import yaml
+
+    pt = pq.read_table(path)
+    header = yaml.safe_load(pt.schema.metadata[b"table_meta_yaml"].decode())
+    cols = {}
+    for spec in header["datatype"]:
+        name = spec["name"]
+        col = pt.column(name).combine_chunks()
+        sub = spec.get("subtype")
+        if sub:  # fixed-size list of a multidimensional column, e.g. 'int16[4,4]'
+            dtype, shape = sub.rstrip("]").split("[")
+            shape = tuple(int(s) for s in shape.split(","))
+            values = col.flatten().to_numpy(zero_copy_only=False).astype(dtype)
+            cols[name] = values.reshape((len(col),) + shape)
+        elif spec["datatype"] == "string":
+            cols[name] = np.array(col.to_pylist(), dtype=str)
+        else:
+            cols[name] = col.to_numpy(zero_copy_only=False).astype(spec["datatype"])
+    return Table(cols, meta=dict(header.get("meta", {})))

@@ -1,0 +1,83 @@
+"""The ``astrozoo`` command, run as users run it (subprocess), and the README's commands."""
+
+import re
+
+from astropy.table import Table
+
+from astrozoo.examples import DATA_DIR
+from astrozoo.registry import default_model
+
+from conftest import REPO, run_cli, run_python
+
+LENS = default_model("lens-finding")
+
+
+def _readme_commands():
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"<!-- setup:start -->\n```bash\n(.*?)```", text, re.S).group(1)
+    return [l for l in block.splitlines() if l and not l.startswith("#")]
+
+
+def test_readme_has_two_setup_commands_and_ci_runs_the_test_one():
+    demo, tests = _readme_commands()
+    assert "astrozoo predict" in demo and "pytest" in tests
+    assert tests in (REPO / ".ci" / "run").read_text()
+
+
+def test_readme_demo_runs_and_finds_the_lenses():
+    demo, _ = _readme_commands()
+    args = demo.split(".venv/bin/astrozoo ", 1)[1].split()
+    res = run_cli(*args)
+    truth = Table.read(DATA_DIR / "truth.ecsv")
+    lines = {l.split()[0]: l.split() for l in res.stdout.splitlines() if l.startswith("obj")}
+    assert set(lines) == set(truth["id"])
+    p = {k: float(v[1]) for k, v in lines.items()}
+    lens_p = [p[i] for i, y in zip(truth["id"], truth["is_lens"]) if y]
+    other_p = [p[i] for i, y in zip(truth["id"], truth["is_lens"]) if not y]
+    assert min(lens_p) > max(other_p), p
+
+
+def test_help_does_not_import_torch():
+    res = run_python("import sys\nfrom astrozoo.cli import main\ntry:\n    main(['--help'])\n"
+                     "except SystemExit:\n    pass\nprint('TORCH', 'torch' in sys.modules)")
+    assert "TORCH False" in res.stdout and "predict" in res.stdout
+
+
+def test_list_and_info():
+    out = run_cli("list").stdout
+    assert re.search(rf"lens-finding\s+{LENS}\*\s+gri\s+64x64", out)
+    assert re.search(r"photo-z\s+photoz-sdss\*\s+ugriz\s+catalogue", out)
+    assert "auroc=" in out.lower() or "AUROC" in out
+    info = run_cli("info", "lens-finding").stdout
+    assert LENS in info and "bands g,r,i" in info and "sha256" in info and "metrics [" in info
+
+
+def test_predict_to_file_in_every_layout(tmp_path):
+    paths = sorted(str(p) for p in (DATA_DIR / "mef").glob("*.fits"))
+    for out in ("out.fits", "out.ecsv", "out.parquet"):
+        run_cli("predict", "lens-finding", *paths, "-o", tmp_path / out, "--quiet")
+        t = Table.read(tmp_path / out)
+        assert list(t["id"]) == [f"obj{i:02d}" for i in range(8)]
+        assert ((t["p_lens"] >= 0) & (t["p_lens"] <= 1)).all()
+        assert t.meta["MODEL"] == LENS
+    cube = Table.read(tmp_path / "out.fits")
+    run_cli("predict", LENS, str(DATA_DIR / "cube"), "-o", tmp_path / "cube.fits", "--quiet")
+    assert abs(Table.read(tmp_path / "cube.fits")["p_lens"] - cube["p_lens"]).max() < 1e-4
+
+
+def test_predict_flags_a_bad_file_and_goes_on(tmp_path):
+    bad = tmp_path / "broken.fits"
+    bad.write_bytes(b"SIMPLE  =                    T" + b" " * 50)
+    good = sorted(str(p) for p in (DATA_DIR / "mef").glob("*.fits"))[:2]
+    res = run_cli("predict", "lens-finding", good[0], bad, good[1], "-o", tmp_path / "o.ecsv", "--quiet")
+    assert res.stderr == ""
+    t = Table.read(tmp_path / "o.ecsv")
+    assert list(t["id"]) == ["obj00", "broken", "obj01"]
+    assert "broken.fits" in t["error"][1] and not t["error"][0]
+    res = run_cli("predict", "lens-finding", good[0], bad, "--on-error", "raise", check=False)
+    assert res.returncode != 0 and "broken.fits" in res.stderr
+
+
+def test_unknown_model_is_a_clear_error():
+    res = run_cli("info", "no-such-model", check=False)
+    assert res.returncode == 2 and "unknown model or task 'no-such-model'" in res.stderr
