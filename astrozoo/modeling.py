@@ -159,7 +159,9 @@ class ZooModel(nn.Module):
             if dtype is not None and v.is_floating_point():
                 v = v.to(dtype)
             tensors[k] = v.contiguous()
-        save_file(tensors, d / WEIGHTS_NAME, metadata={"format": "pt", "astrozoo_model": self.name})
+        # One metadata key only: safetensors writes its metadata map in hash order, so several
+        # keys would make the bytes (and sha256) of identical weights differ between saves.
+        save_file(tensors, d / WEIGHTS_NAME, metadata={"format": "pt"})
         self.config = self.config.replace(weights_sha256=sha256_file(d / WEIGHTS_NAME))
         self.config.to_json(d / CONFIG_NAME)
         (d / CARD_NAME).write_text(render_card(self.config, self.card))

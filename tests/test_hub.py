@@ -69,7 +69,7 @@ def test_registered_hub_model_and_cli_download(tmp_path, repo_dir):
     """A registry entry with only a Hub source: `astrozoo download` caches it, then load works
     offline; the registry's sha256 pin is what is verified."""
     sha = get_entry(LENS).sha256
-    register = (f"from astrozoo.registry import *; _ensure_loaded(); register_model(ModelEntry("
+    register = (f"from astrozoo.registry import ModelEntry, WeightsSource, register_model, list_models; list_models(); register_model(ModelEntry("
                 f"name='hub-lens', task='lens-finding', sha256={sha!r}, "
                 f"weights=WeightsSource(hub_repo='astro/lens', revision='main')))\n")
     env = {"HF_HOME": str(tmp_path / "h")}

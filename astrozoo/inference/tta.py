@@ -30,7 +30,7 @@ def inverse_dihedral(y: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def tta_outputs(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Raw outputs of `forward` on the 8 transformed copies of `x` (B, C, H, W), stacked (8, B, ...).
+    """Raw outputs of `forward` on the 8 transformed copies of `x` (B, C, H, W), as (8, B, ...).
 
     Dense outputs, whose last two axes are the input's (H, W) (e.g. segmentation logits), are
     mapped back to the input orientation so that the copies can be combined pixel by pixel.

@@ -158,7 +158,8 @@ class ChunkStore:
         os.replace(tmp, path)
 
     def read_chunk(self, k: int) -> Table:
-        t = Table.read(self._path(k), format="fits", character_as_bytes=False)
+        t = Table.read(self._path(k), format="fits", character_as_bytes=False,
+                       mask_invalid=False)
         t.meta.clear()
         # FITS turns empty strings into masked values; the chunk stores "" for "no error".
         for name in t.colnames:
@@ -293,7 +294,7 @@ def write_table(table: Table, path: str | Path, overwrite: bool = False) -> Path
 
 
 def read_table(path: str | Path, memmap: bool = True) -> Table:
-    """Read an astrozoo catalogue back (FITS memory-mapped; strings as str).
+    """Read an astrozoo catalogue back (FITS memory-mapped, NaN kept as NaN; strings as str).
 
     Parquet goes through pyarrow and the astropy metadata it carries, since astropy's own
     Parquet reader needs pandas.
@@ -301,7 +302,8 @@ def read_table(path: str | Path, memmap: bool = True) -> Table:
     path = Path(path)
     fmt = output_format(path)
     if fmt == "fits":
-        return Table.read(path, format="fits", memmap=memmap, character_as_bytes=False)
+        return Table.read(path, format="fits", memmap=memmap, character_as_bytes=False,
+                          mask_invalid=False)
     if fmt == "ecsv":
         return Table.read(path, format="ascii.ecsv")
     return _read_parquet(path)

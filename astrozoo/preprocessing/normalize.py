@@ -28,7 +28,11 @@ def robust_sky_sigma(x: torch.Tensor) -> torch.Tensor:
     f = _flat(x)
     med = f.median(dim=-1, keepdim=True).values
     mad = (f - med).abs().median(dim=-1, keepdim=True).values
-    return (_MAD_TO_SIGMA * mad).clamp_min(torch.finfo(x.dtype).tiny).unsqueeze(-1)
+    # A constant band (zero-filled, saturated) has MAD 0: floor sigma relative to the band's
+    # scale so that dividing by it stays finite.
+    finfo = torch.finfo(x.dtype)
+    floor = f.abs().amax(dim=-1, keepdim=True) * finfo.eps + finfo.tiny
+    return torch.maximum(_MAD_TO_SIGMA * mad, floor).unsqueeze(-1)
 
 
 def asinh(x: torch.Tensor, softening: float = 3.0, scale: float = 1.0) -> torch.Tensor:

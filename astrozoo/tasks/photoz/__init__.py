@@ -10,6 +10,7 @@ register_model(ModelEntry(
     name="photoz-sdss",
     task="photo-z",
     weights=WeightsSource(bundled="photoz-sdss"),
-    sha256="",
-    summary="SDSS ugriz catalogue photo-z, MDN p(z), trained on 6,000 real SDSS spectroscopic galaxies",
+    sha256="dfec52dd2fc3af355ce31390f277097d0a9be7adce88fca074dbb3a7d11a9492",
+    summary="SDSS ugriz catalogue photo-z with MDN p(z), trained on 6,000 real SDSS "
+            "spectroscopic galaxies",
 ), default=True)

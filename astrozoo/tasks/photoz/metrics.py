@@ -68,8 +68,8 @@ def crps(z_spec, w, mu, sigma, n_grid: int = 1024, chunk: int = 2048) -> np.ndar
 
     ``int_0^z_s F^2 dz + int_z_s^top (1 - F)^2 dz``, each part by the trapezoid rule on its own
     grid (so the step at z_s costs no accuracy), the grids bounded by the 0.0001% and 99.9999%
-    quantiles outside which the integrand has vanished. Exact Gaussian-mixture formulas do not apply: the mixture is
-    truncated at 0.
+    quantiles outside which the integrand has vanished. Exact Gaussian-mixture formulas do not
+    apply: the mixture is truncated at 0.
     """
     z_spec = np.asarray(z_spec, np.float64)
     w, mu, sigma = (np.asarray(a, np.float64) for a in (w, mu, sigma))

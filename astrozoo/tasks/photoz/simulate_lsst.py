@@ -17,9 +17,10 @@ Population (per object):
 - redshift from the LSST Science Book n(z | i) ~ z^2 exp(-z / z0), z0 = 0.0417 i - 0.744
   (floored at 0.04), truncated to 0.02 <= z <= 3;
 - bulge-to-total flux ratio in i ~ Beta(1.2, 2.5);
-- disk half-light radius from a size-luminosity relation, 4 kpc at M_i = -21 scaling as
-  L^0.2 (1+z)^-0.75 with 0.2 dex scatter, turned into arcsec with the Planck18 angular diameter
-  distance and kept within 0.15-3 arcsec; bulge radius 0.2-0.6 of the disk's;
+- disk half-light radius from a size-luminosity relation, 5 kpc at M_i = -21 scaling as
+  L^0.2 (1+z)^-0.75 (van der Wel et al. 2014) with 0.2 dex scatter, turned into arcsec with the
+  Planck18 angular diameter distance and kept within 0.15-3 arcsec; bulge radius 0.2-0.6 of
+  the disk's;
 - disk axis ratio of a thin disk (intrinsic 0.15) at random inclination, bulge 0.6-1;
 - a sub-pixel centroid offset (uniform within +-0.5 pixel).
 
@@ -148,7 +149,7 @@ def sample_population(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]
 
     dist_mod = Planck18.distmod(z).value
     abs_mag = i_mag - dist_mod + 2.5 * np.log10(1 + z)  # crude K-correction
-    r_kpc = 4.0 * 10 ** (-0.4 * 0.2 * (abs_mag + 21)) * (1 + z) ** -0.75 \
+    r_kpc = 5.0 * 10 ** (-0.4 * 0.2 * (abs_mag + 21)) * (1 + z) ** -0.75 \
         * 10 ** rng.normal(0, 0.2, n)
     d_a_kpc = Planck18.angular_diameter_distance(z).to_value("kpc")
     disk_hlr = np.clip(r_kpc / d_a_kpc * 206264.806, 0.15, 3.0)
@@ -180,7 +181,8 @@ def render(params: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarra
         disk = galsim.Exponential(half_light_radius=params["disk_hlr"][k], gsparams=gsp) \
             .shear(q=params["disk_q"][k], beta=beta)
         for b in range(len(BANDS)):
-            gal = bulge.withFlux(params["bulge_flux"][k, b]) + disk.withFlux(params["disk_flux"][k, b])
+            gal = (bulge.withFlux(params["bulge_flux"][k, b])
+                   + disk.withFlux(params["disk_flux"][k, b]))
             psf = galsim.Kolmogorov(fwhm=params["psf_fwhm"][k, b], gsparams=gsp)
             img = galsim.Convolve(gal, psf).drawImage(
                 nx=STAMP_SIZE, ny=STAMP_SIZE, scale=PIXEL_SCALE, offset=tuple(params["offset"][k]))

@@ -1,0 +1,361 @@
+"""The batched inference engine behind `ZooModel.predict` and `ZooModel.embed`.
+
+A torch DataLoader reads whole batches from the input pipeline (`astrozoo.io.open_inputs`) in
+worker processes while the model computes, so reading FITS overlaps the forward pass; the
+batches go to the device (pinned memory on CUDA), through ``model.preprocess`` in float32, the
+network (optionally under autocast, in ``channels_last``, compiled, or over the 8 dihedral
+copies), and ``model.postprocess``. Rows come back in input order, either as one astropy Table
+or streamed to a resumable file (`astrozoo.inference.writers`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Iterator, NamedTuple
+
+import numpy as np
+import torch
+from astropy.table import Table
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..exceptions import InputError
+from .tta import tta_outputs
+from .writers import ChunkStore, ids_fingerprint, output_format, provenance, read_table
+
+__all__ = ["predict", "embed", "select_device", "amp_dtype", "default_num_workers"]
+
+_ON_ERROR = ("raise", "flag")
+
+
+def select_device(device=None) -> torch.device:
+    """`device` as a `torch.device`; ``None`` or ``"auto"`` picks cuda, then mps, then cpu."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(device)
+
+
+def amp_dtype(device: torch.device, amp="auto") -> torch.dtype | None:
+    """The autocast dtype for `amp` on `device`, or None for float32.
+
+    ``"auto"``: bfloat16 on GPUs that support it, else float16 (CUDA and MPS); float32 on CPU,
+    where autocast is slower than float32 on most machines. ``True``: as ``"auto"`` but also
+    bfloat16 on CPU. ``False``/``None``: float32. ``"bf16"``, ``"fp16"`` or a dtype: that one.
+    """
+    if amp is None or amp is False:
+        return None
+    if isinstance(amp, torch.dtype):
+        return amp
+    named = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    if isinstance(amp, str) and amp in named:
+        return named[amp]
+    if amp is True or amp == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "mps":
+            return torch.float16
+        return torch.bfloat16 if amp is True else None
+    raise ValueError(f"amp must be 'auto', True, False, 'bf16', 'fp16' or a torch dtype, "
+                     f"not {amp!r}")
+
+
+def default_num_workers(device: torch.device) -> int:
+    """DataLoader worker processes for `device`.
+
+    On a GPU the forward pass is fast and reading limits throughput: up to 8 workers, leaving
+    one core to drive the GPU. On CPU one worker reads while the main process computes, which
+    overlaps I/O with the forward pass; more workers would take cores from the model's threads.
+    benchmarks/bench_inference.py measures end-to-end throughput with this default.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if device.type == "cpu":
+        return 1 if cores and cores > 1 else 0
+    return max(1, min(8, (cores or 2) - 1))
+
+
+class _Item(NamedTuple):
+    data: torch.Tensor
+    ids: list
+    n_bad_pixels: np.ndarray
+    flags: np.ndarray
+    errors: list
+
+
+class BatchDataset(Dataset):
+    """The batches of a CutoutSet as DataLoader items (use with ``batch_size=None``).
+
+    Reading a whole batch per item lets the input pipeline vectorise and keeps the DataLoader's
+    per-item overhead off each object. The CutoutSet reaches worker processes by pickling.
+    """
+
+    def __init__(self, cutouts, batches: list[np.ndarray]):
+        self.cutouts = cutouts
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, k: int) -> _Item | InputError:
+        try:
+            b = self.cutouts.read_batch(self.batches[k])
+        except InputError as e:
+            return e  # re-raised as it is by the main process (see _loader)
+        data = torch.from_numpy(np.ascontiguousarray(b.data, dtype=np.float32))
+        return _Item(data, list(b.ids), np.asarray(b.n_bad_pixels, np.int64),
+                     np.asarray(b.flags, np.int64), list(b.errors))
+
+
+def _open(inputs, spec, on_error: str, io_options: dict):
+    if on_error not in _ON_ERROR:
+        raise ValueError(f"on_error must be one of {_ON_ERROR}, not {on_error!r}")
+    if hasattr(inputs, "read_batch") and hasattr(inputs, "ids"):
+        return inputs  # already opened: a CutoutSet is used as it is
+    from ..io import open_inputs
+
+    return open_inputs(inputs, spec, on_error=on_error, **io_options)
+
+
+def _split(rows: range, batch_size: int) -> list[np.ndarray]:
+    return [np.arange(s, min(s + batch_size, rows.stop), dtype=np.int64)
+            for s in range(rows.start, rows.stop, batch_size)]
+
+
+class _Runner:
+    """A model set up for batched inference on one device."""
+
+    def __init__(self, model, device, amp, channels_last, compile: bool, tta: bool):
+        self.model = model
+        self.device = select_device(device)
+        self.image = model.spec.kind == "image"
+        if tta and not self.image:
+            raise ValueError(f"{model.name}: test-time augmentation needs image inputs")
+        self.tta = tta
+        self.amp = amp_dtype(self.device, amp)
+        # channels_last helps convolutions on GPU tensor cores; on CPU it is measured no faster.
+        self.channels_last = (self.image and self.device.type == "cuda"
+                              if channels_last == "auto" else bool(channels_last))
+        model.eval().to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(model) if compile else model
+
+    def _autocast(self):
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp)
+
+    def _input(self, data: torch.Tensor) -> torch.Tensor:
+        x = data.to(self.device, non_blocking=True)
+        x = self.model.preprocess(x)  # float32, outside autocast: medians and asinh need it
+        if self.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @torch.inference_mode()
+    def raw(self, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Raw output (B, ...) on the CPU in float32, and with TTA the 8 copies (8, B, ...)."""
+        x = self._input(data)
+        with self._autocast():
+            if not self.tta:
+                return self.forward(x).float().cpu(), None
+            outs = tta_outputs(self.forward, x).float()
+            return self.model.combine_tta(outs).float().cpu(), outs.cpu()
+
+    @torch.inference_mode()
+    def features(self, data: torch.Tensor) -> torch.Tensor:
+        x = self._input(data)
+        with self._autocast():
+            if self.tta:
+                return tta_outputs(self.model.forward_features, x).float().mean(0).cpu()
+            return self.model.forward_features(x).float().cpu()
+
+    def columns(self, data: torch.Tensor) -> dict[str, np.ndarray]:
+        raw, outs = self.raw(data)
+        cols = dict(self.model.postprocess(raw))
+        if outs is not None:
+            # The spread over orientations of each scalar float column.
+            per = [self.model.postprocess(o) for o in outs]
+            for name, v in list(cols.items()):
+                v = np.asarray(v)
+                if v.ndim == 1 and v.dtype.kind == "f":
+                    cols[f"{name}_tta_std"] = np.std([np.asarray(p[name]) for p in per], axis=0)
+        return cols
+
+
+def _loader(runner: _Runner, cutouts, batches: list[np.ndarray], num_workers,
+            prefetch_factor: int) -> Iterator[_Item]:
+    """The batches, read ahead by DataLoader workers, in order."""
+    workers = default_num_workers(runner.device) if num_workers == "auto" else int(num_workers)
+    # Reading ahead needs a next batch: a single batch is read in-process, without a fork.
+    workers = min(workers, len(batches) - 1)
+    loader = DataLoader(BatchDataset(cutouts, batches), batch_size=None, shuffle=False,
+                        num_workers=workers, pin_memory=runner.device.type == "cuda",
+                        prefetch_factor=prefetch_factor if workers else None)
+    it = iter(loader)
+    try:
+        for item in it:
+            # Raised here rather than in the worker, the user gets the input pipeline's own
+            # InputError (not torch's re-wrapped copy).
+            if isinstance(item, InputError):
+                raise item
+            yield item
+    finally:
+        del it  # stops the workers now, not when the traceback is collected
+
+
+def _rows(item: _Item, cols: dict[str, Any]) -> dict[str, np.ndarray]:
+    """One batch's output rows: id, task columns, then the input pipeline's quality columns."""
+    errors = [None if e is None else " ".join(str(e).split()) for e in item.errors]
+    bad = np.array([e is not None for e in errors])
+    out = {"id": np.array(item.ids, dtype=str)}
+    for name, v in cols.items():
+        v = np.asarray(v)
+        if bad.any() and v.dtype.kind == "f":  # no prediction for an unreadable object
+            v = np.where(bad.reshape((-1,) + (1,) * (v.ndim - 1)), np.nan, v).astype(v.dtype)
+        out[name] = v
+    out["n_bad_pixels"] = item.n_bad_pixels
+    out["flags"] = item.flags
+    out["error"] = np.array([e or "" for e in errors], dtype=str)
+    return out
+
+
+def _table(parts: list[dict[str, np.ndarray]], meta: dict) -> Table:
+    return Table({k: np.concatenate([p[k] for p in parts]) for k in parts[0]}, meta=meta)
+
+
+def _progress(model, total: int, initial: int, progress: bool) -> tqdm:
+    return tqdm(total=total, initial=initial, disable=not progress, unit="obj",
+                desc=model.name, dynamic_ncols=True, smoothing=0.1)
+
+
+def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool = True,
+            output=None, on_error: str = "raise", tta: bool = False, num_workers="auto",
+            prefetch_factor: int = 2, amp="auto", channels_last="auto", compile: bool = False,
+            chunk_size: int | None = None, overwrite: bool = False, **io_options) -> Table:
+    """Run `model` over `inputs`: one row per object, in input order.
+
+    Parameters
+    ----------
+    model : ZooModel
+        Moved to `device` (and to channels-last memory format where used) and put in eval
+        mode.
+    inputs
+        Anything `astrozoo.io.open_inputs` accepts, or an opened CutoutSet (used as is).
+    batch_size : int
+        Objects per forward pass; results do not depend on it beyond float rounding.
+    device : str or torch.device, optional
+        Default: cuda, then mps, then cpu.
+    progress : bool
+        Show a tqdm bar with objects/s and the time left.
+    output : path, optional
+        Stream rows to this file (``.fits``, ``.ecsv`` or ``.parquet``) in chunks of
+        `chunk_size` rows, with bounded memory. Rerunning the same call after an interruption
+        resumes: finished chunks are kept and every row ends up written exactly once.
+    on_error : {"raise", "flag"}
+        ``"raise"``: an unreadable input stops the run with an `InputError` naming the file.
+        ``"flag"``: its row gets NaN predictions, the READ_ERROR flag and the reason in
+        ``error``.
+    tta : bool
+        Combine the outputs over the 8 flips and quarter turns (``model.combine_tta``) and add
+        ``<column>_tta_std``, the spread over them, for each scalar float column.
+    num_workers : int or "auto"
+        DataLoader worker processes reading inputs (`default_num_workers`).
+    prefetch_factor : int
+        Batches each worker reads ahead.
+    amp : "auto", bool, "bf16", "fp16" or torch.dtype
+        Autocast precision of the network (`amp_dtype`); preprocessing stays float32.
+    channels_last : "auto" or bool
+        Channels-last memory format for image models (auto: on CUDA).
+    compile : bool
+        Run the network through `torch.compile` (pays off on long GPU runs).
+    chunk_size : int, optional
+        Rows per chunk of a streamed output (default 4096); a kill loses at most the chunk
+        being filled. Part of the job's identity: a resumed run must use the same value.
+    overwrite : bool
+        Replace an existing finished `output`.
+    **io_options
+        Passed to `astrozoo.io.open_inputs` (``bands=``, ``catalog=``, ``id_column=``, ...).
+
+    Returns
+    -------
+    astropy.table.Table
+        ``id``, the task's columns, ``n_bad_pixels``, ``flags`` and, when some input could not
+        be read, ``error`` (empty where fine). ``meta`` records the provenance (ASTROZOO,
+        MODEL, TASK, SHA256, PRESET, NORM, TTA, DATE). With `output`, the table read back from
+        the file (memory-mapped for FITS).
+    """
+    if output is not None:
+        output_format(output)  # an unsupported suffix fails before any work
+    cutouts = _open(inputs, model.spec, on_error, io_options)
+    n = len(cutouts)
+    if not n:
+        raise ValueError(f"{model.name}: no input objects")
+    runner = _Runner(model, device, amp, channels_last, compile, tta)
+    meta = provenance(model, tta=tta)
+    if output is None:
+        bar = _progress(model, n, 0, progress)
+        parts = []
+        with bar:
+            for item in _loader(runner, cutouts, _split(range(n), batch_size), num_workers,
+                                prefetch_factor):
+                parts.append(_rows(item, runner.columns(item.data)))
+                bar.update(len(item.ids))
+        table = _table(parts, meta)
+        if not np.any(table["error"] != ""):
+            del table["error"]
+        return table
+
+    # Independent of batch_size, so that a rerun with another batch size still resumes.
+    chunk_size = chunk_size or 4096
+    manifest = {"model": meta["MODEL"], "sha256": meta["SHA256"], "tta": bool(tta),
+                "ids_sha256": ids_fingerprint(cutouts.ids), "date": meta["DATE"]}
+    store = ChunkStore(output, manifest, n, chunk_size, overwrite=overwrite)
+    meta["DATE"] = store.manifest["date"]  # a resumed job keeps its start date
+    done = store.done()
+    pending = [k for k in range(store.n_chunks) if k not in done]
+    plan = [(k, idx) for k in pending for idx in _split(store.rows(k), batch_size)]
+    bar = _progress(model, n, sum(len(store.rows(k)) for k in done), progress)
+    with bar:
+        parts: list[dict[str, np.ndarray]] = []
+        filled = 0
+        items = _loader(runner, cutouts, [idx for _, idx in plan], num_workers,
+                        prefetch_factor) if plan else ()
+        # items first: its exhaustion ends the loop, which stops the DataLoader workers.
+        for item, (k, idx) in zip(items, plan, strict=True):
+            parts.append(_rows(item, runner.columns(item.data)))
+            bar.update(len(idx))
+            filled += len(idx)
+            if filled == len(store.rows(k)):
+                store.write_chunk(k, _table(parts, {}))
+                parts, filled = [], 0
+    store.finalize(meta)
+    return read_table(output)
+
+
+def embed(model, inputs, *, batch_size: int = 256, device=None, progress: bool = True,
+          on_error: str = "raise", tta: bool = False, num_workers="auto",
+          prefetch_factor: int = 2, amp="auto", channels_last="auto",
+          **io_options) -> np.ndarray:
+    """Backbone embeddings (``model.forward_features``) of `inputs`, (N, D) float32 in input
+    order; rows of unreadable inputs (``on_error="flag"``) are NaN. With `tta`, the mean over
+    the 8 dihedral copies (an orientation-invariant embedding). Other parameters as `predict`.
+    """
+    cutouts = _open(inputs, model.spec, on_error, io_options)
+    if not len(cutouts):
+        raise ValueError(f"{model.name}: no input objects")
+    runner = _Runner(model, device, amp, channels_last, False, tta)
+    out = []
+    with _progress(model, len(cutouts), 0, progress) as bar:
+        for item in _loader(runner, cutouts, _split(range(len(cutouts)), batch_size),
+                            num_workers, prefetch_factor):
+            f = runner.features(item.data).numpy().astype(np.float32)
+            f[[e is not None for e in item.errors]] = np.nan
+            out.append(f)
+            bar.update(len(item.ids))
+    return np.concatenate(out)

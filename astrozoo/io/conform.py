@@ -1,0 +1,213 @@
+"""Spec matching: bands by name, pixel scale, cutout size and flux scaling into the model's tensor.
+
+Each reader (FITS layouts, arrays, survey images) yields `BandImage` objects; `conform` writes
+them into one row of the output batch in ``spec.bands`` order (the fast path computes the same
+plan once per file set with these functions):
+
+- bands are matched by name (exact, then case-insensitive, then the last alphanumeric token, so
+  ``HSC-G`` and ``LSST_g`` match ``g``); a missing band raises `InputError` naming the file and
+  the band, or is zero-filled and flagged with ``missing_band="zero"``;
+- the pixel scale (from the WCS) is compared with ``spec.pixel_scale``: within ``scale_rtol`` it
+  is used as is, within ``scale_max_rtol`` the image is resampled (bilinear, flux per pixel
+  rescaled by the pixel area ratio) with a warning and flagged, beyond that it is refused;
+- the cutout is centre-cropped or centre-padded to ``spec.size`` (padding is NaN, later filled
+  by the bad-pixel rule and flagged `Flag.EDGE_PADDED`);
+- values are scaled as ``(raw * BSCALE + BZERO) * unit_factor``; integer ``BLANK`` becomes NaN.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..exceptions import InputError
+from .flags import Flag
+
+__all__ = ["BandImage", "match_bands", "zoom_for", "spans", "write_scaled", "place", "conform"]
+
+_TOKENS = re.compile(r"[A-Za-z0-9]+")
+
+
+@dataclass
+class BandImage:
+    """One band of one object as read, before conforming.
+
+    ``data`` may be raw big-endian integers (fast path) or already scaled floats (astropy);
+    ``(data * bscale + bzero) * factor`` is the flux in the model's unit.
+    """
+
+    band: str
+    data: np.ndarray
+    factor: float = 1.0
+    bscale: float = 1.0
+    bzero: float = 0.0
+    blank: int | None = None
+    pixel_scale: float | None = None
+    mask: np.ndarray | None = None
+
+
+def _band_keys(name: str):
+    s = str(name).strip()
+    tokens = _TOKENS.findall(s)
+    return s, s.lower(), tokens[-1].lower() if tokens else ""
+
+
+def match_bands(available, wanted, *, missing_band="raise", path=None) -> list[int | None]:
+    """Index into ``available`` for each band of ``wanted`` (None: zero-fill).
+
+    Raises
+    ------
+    InputError
+        A wanted band is absent and ``missing_band == "raise"``, or a band name is ambiguous.
+    """
+    keys = [_band_keys(a) for a in available]
+    out = []
+    for w in wanted:
+        wk = _band_keys(w)
+        for level in range(3):
+            hits = [i for i, k in enumerate(keys) if k[level] and k[level] == wk[level]]
+            if hits:
+                break
+        if len(hits) > 1:
+            raise InputError(f"band {w!r} matches several inputs {[available[i] for i in hits]}",
+                             path)
+        if not hits:
+            if missing_band != "zero":
+                raise InputError(f"missing band {w!r}: the input has bands {list(available)} "
+                                 f"(pass missing_band='zero' to zero-fill it)", path)
+            out.append(None)
+        else:
+            out.append(hits[0])
+    return out
+
+
+def zoom_for(pixel_scale, spec_scale, *, scale_rtol=0.01, scale_max_rtol=0.25, path=None) -> float:
+    """Resampling zoom factor (1.0: none) for an image of ``pixel_scale`` arcsec/pixel.
+
+    Raises
+    ------
+    InputError
+        If the scales differ by more than ``scale_max_rtol`` (relative).
+    """
+    if pixel_scale is None or spec_scale is None:
+        return 1.0
+    rel = abs(pixel_scale - spec_scale) / spec_scale
+    if rel <= scale_rtol:
+        return 1.0
+    if rel > scale_max_rtol:
+        raise InputError(f"pixel scale {pixel_scale:.4g} arcsec/pix differs from the model's "
+                         f"{spec_scale:.4g} by {100 * rel:.1f}% (more than the "
+                         f"{100 * scale_max_rtol:.0f}% that may be resampled)", path)
+    return pixel_scale / spec_scale
+
+
+def _span(n: int, s: int):
+    if n >= s:
+        start = (n - s) // 2
+        return slice(start, start + s), slice(0, s)
+    off = (s - n) // 2
+    return slice(0, n), slice(off, off + n)
+
+
+def spans(src_shape, dst_shape):
+    """Source slices, destination slices and padded pixel count to centre-crop or centre-pad
+    a ``src_shape`` image into ``dst_shape``."""
+    (sy, dy), (sx, dx) = _span(src_shape[0], dst_shape[0]), _span(src_shape[1], dst_shape[1])
+    padded = dst_shape[0] * dst_shape[1] - (dy.stop - dy.start) * (dx.stop - dx.start)
+    return (sy, sx), (dy, dx), padded
+
+
+def write_scaled(src, out, bscale=1.0, bzero=0.0, factor=1.0) -> None:
+    """``out[...] = (src * bscale + bzero) * factor`` in float32, casting from any dtype.
+
+    Separate steps, in astropy's order, so that reading by offsets matches astropy's scaling.
+    """
+    s = src
+    if bscale != 1.0:
+        np.multiply(s, np.float32(bscale), out=out, casting="unsafe")
+        s = out
+    if bzero != 0.0:
+        np.add(s, np.float32(bzero), out=out, casting="unsafe")
+        s = out
+    if factor != 1.0:
+        np.multiply(s, np.float32(factor), out=out, casting="unsafe")
+    elif s is not out:
+        out[...] = s
+
+
+def place(img: BandImage, dst: np.ndarray, zoom: float = 1.0) -> int:
+    """Write ``img`` conformed into ``dst`` (2-D float32, spec size); return padded pixels."""
+    src = img.data
+    bscale, bzero = img.bscale, img.bzero
+    needs_float = zoom != 1.0 or img.mask is not None or (
+        img.blank is not None and src.dtype.kind in "iu")
+    if needs_float:
+        raw = src
+        src = raw.astype(np.float64) * bscale + bzero
+        bscale, bzero = 1.0, 0.0
+        if img.blank is not None and raw.dtype.kind in "iu":
+            src[raw == img.blank] = np.nan
+        if img.mask is not None:
+            src[np.asarray(img.mask, bool)] = np.nan
+        if zoom != 1.0:
+            from scipy import ndimage  # photutils' dependency; only needed when resampling
+
+            # Flux per pixel scales with the pixel area: (spec/file)^2 = 1/zoom^2.
+            src = ndimage.zoom(src, zoom, order=1, mode="nearest", grid_mode=True) / zoom**2
+    src_sl, dst_sl, padded = spans(src.shape, dst.shape)
+    if padded:
+        dst[...] = np.nan
+    write_scaled(src[src_sl], dst[dst_sl], bscale, bzero, img.factor)
+    return padded
+
+
+def conform(images, dst: np.ndarray, spec, *, missing_band="raise", scale_rtol=0.01,
+            scale_max_rtol=0.25, path=None, warned=None, plans=None) -> tuple[int, int]:
+    """Write one object's band images into ``dst`` (float32, ``spec.shape``).
+
+    Parameters
+    ----------
+    images : list of BandImage
+    dst : ndarray
+        The object's row of the output batch.
+    spec : InputSpec
+    warned : set, optional
+        Pixel scales already warned about, so a set of files warns once.
+    plans : dict, optional
+        Cache of band plans by available band names (a set of files repeats them).
+
+    Returns
+    -------
+    flags : int
+    n_padded : int
+    """
+    available = tuple(im.band for im in images)
+    plan = None if plans is None else plans.get(available)
+    if plan is None:
+        plan = match_bands(available, spec.bands, missing_band=missing_band, path=path)
+        if plans is not None:
+            plans[available] = plan
+    flags, n_padded = 0, 0
+    for c, i in enumerate(plan):
+        if i is None:
+            dst[c] = 0.0
+            flags |= Flag.BAND_ZERO_FILLED
+            continue
+        img = images[i]
+        zoom = zoom_for(img.pixel_scale, spec.pixel_scale, scale_rtol=scale_rtol,
+                        scale_max_rtol=scale_max_rtol, path=path)
+        if zoom != 1.0:
+            flags |= Flag.RESAMPLED
+            if warned is None or img.pixel_scale not in warned:
+                warnings.warn(f"{path}: pixel scale {img.pixel_scale:.4g} arcsec/pix resampled "
+                              f"to the model's {spec.pixel_scale:.4g}", stacklevel=3)
+                if warned is not None:
+                    warned.add(img.pixel_scale)
+        pad = place(img, dst[c], zoom)
+        if pad:
+            flags |= Flag.EDGE_PADDED
+            n_padded += pad
+    return int(flags), n_padded

@@ -1,0 +1,56 @@
+"""Write measured numbers into README.md: the models table (from each shipped model's config,
+whose metrics its benchmark wrote) and the benchmark tables in ``benchmarks/results/*.md``.
+
+Run after the benchmarks: ``python benchmarks/update_readme.py``. Nothing in the README's
+marked sections is typed by hand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import astrozoo
+from astrozoo.cards import replace_section
+from astrozoo.registry import default_model, get_entry
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SECTIONS = {"bench-io": "io.md", "bench-inference": "inference.md", "setup-timing": "setup.md"}
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def models_table() -> str:
+    rows = ["| task | model | input | trained on | measured (benchmark) | card |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for name in astrozoo.list_models():
+        entry = get_entry(name)
+        cfg = entry.config
+        s = cfg.input_spec
+        inp = (f"{''.join(s.bands)} {s.size}x{s.size} @ {s.pixel_scale}\"/px, {s.flux_unit}"
+               if s.kind == "image" else f"{''.join(s.bands)} fluxes ({s.flux_unit})")
+        metrics = "<br>".join(
+            f"{ds}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in vals.items()
+                                  if isinstance(v, (int, float)))
+            for ds, vals in cfg.metrics.items())
+        star = " (default)" if default_model(entry.task) == name else ""
+        rows.append(f"| {cfg.task} | `{name}`{star} | {inp} | {cfg.training.get('data', '')} | "
+                    f"{metrics} | [{cfg.card}]({cfg.card}) |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = replace_section(readme.read_text(), "models", models_table())
+    for section, fname in SECTIONS.items():
+        f = RESULTS / fname
+        if f.is_file():
+            text = replace_section(text, section, f.read_text())
+    readme.write_text(text)
+    print(f"updated {readme}")
+
+
+if __name__ == "__main__":
+    main()
