@@ -12,11 +12,15 @@ import sys
 __all__ = ["main"]
 
 
+# The one number `astrozoo list` shows per task (the first dataset's value).
+_HEADLINE = {"lens-finding": "auroc", "photo-z": "sigma_mad"}
+
+
 def _headline_metric(config) -> str:
+    key = _HEADLINE.get(config.task)
     for dataset, values in config.metrics.items():
-        for metric, value in values.items():
-            if isinstance(value, (int, float)):
-                return f"{metric}={value:.4g} ({dataset})"
+        if key in values:
+            return f"{key}={values[key]:.4g} ({dataset})"
     return "-"
 
 
@@ -96,7 +100,7 @@ def _cmd_predict(args) -> int:
         opts["id_column"] = args.id_column
     table = model.predict(inputs, batch_size=args.batch_size, device=args.device,
                           progress=not args.quiet, output=args.output, on_error=args.on_error,
-                          tta=args.tta, **opts)
+                          tta=args.tta, overwrite=args.overwrite, **opts)
     if args.output:
         if not args.quiet:
             print(f"wrote {len(table)} rows to {args.output}", file=sys.stderr)
@@ -145,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--on-error", choices=("flag", "raise"), default="flag",
                    help="flag: write a flagged row for an unreadable input and go on (default); "
                    "raise: stop at the first bad input")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace a finished output file (an unfinished one is resumed)")
     s.add_argument("--tta", action="store_true", help="average over the 8 dihedral flips/rotations")
     s.add_argument("--all", action="store_true", help="print every row (without -o)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

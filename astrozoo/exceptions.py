@@ -15,7 +15,12 @@ class InputError(AstrozooError, ValueError):
 
     def __init__(self, message: str, path=None):
         self.path = None if path is None else str(path)
+        self.reason = message
         super().__init__(f"{self.path}: {message}" if self.path else message)
+
+    def __reduce__(self):
+        # Keep `path` when the error crosses processes (DataLoader workers).
+        return type(self), (self.reason, self.path)
 
 
 class WeightsNotAvailableError(AstrozooError, RuntimeError):

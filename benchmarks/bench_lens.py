@@ -54,7 +54,8 @@ def simulate_set(base_seed: int, shifted: bool, n: int, processes: int, cache: P
 
 def format_metrics(metrics: dict, per_kind: dict) -> str:
     """Markdown of the metrics section of the card."""
-    names = {"sim-lsst-heldout": "in-distribution", "sim-lsst-shifted": "shifted (Kolmogorov PSF, knotty sources)"}
+    names = {"sim-lsst-heldout": "in-distribution",
+             "sim-lsst-shifted": "shifted (Kolmogorov PSF, knotty sources)"}
     lines = ["| held-out set | lenses | non-lenses | AUROC | TPR0 | TPR10 |",
              "| --- | --- | --- | --- | --- | --- |"]
     for k, m in metrics.items():
@@ -65,9 +66,13 @@ def format_metrics(metrics: dict, per_kind: dict) -> str:
               "| --- |" + " --- |" * len(next(iter(per_kind.values())))]
     for k, d in per_kind.items():
         lines.append(f"| {names[k]} | " + " | ".join(f"{v:.4f}" for v in d.values()) + " |")
-    lines += ["", "Goals (in-distribution AUROC >= 0.99, TPR0 >= 0.3, TPR10 >= 0.6; shifted AUROC "
-              ">= 0.97) and the literal false-positive counting are discussed under Evaluation.",
-              f"Measured by `benchmarks/bench_lens.py` on {time.strftime('%Y-%m-%d')}."]
+    goals = [("sim-lsst-heldout", "auroc", 0.99), ("sim-lsst-heldout", "tpr0", 0.3),
+             ("sim-lsst-heldout", "tpr10", 0.6), ("sim-lsst-shifted", "auroc", 0.97)]
+    lines += ["", "Goals of the issue: " + "; ".join(
+        f"{names[k].split(' ')[0]} {m.upper()} >= {g} ({'met' if metrics[k][m] >= g else 'not met'})"
+        for k, m, g in goals) + ". TPR0/TPR10 count false positives literally on these sets "
+        "(see Evaluation).",
+              f"Measured by `benchmarks/bench_lens.py` on {time.strftime('%Y-%m-%d')}, without TTA."]
     return "\n".join(lines)
 
 

@@ -43,7 +43,7 @@ GOALS = {"bias": "abs <= 0.002", "pit_ks": "<= 0.05", "coverage68": "0.63-0.73"}
 def predict_images(model, images, batch: int = 500) -> dict[str, np.ndarray]:
     """Photo-z columns for (N, 6, 64, 64) nJy cutouts (preprocess -> forward -> postprocess)."""
     parts = [model.postprocess(model(model.preprocess(torch.from_numpy(
-        np.asarray(images[i:i + batch]))))) for i in range(0, len(images), batch)]
+        np.array(images[i:i + batch]))))) for i in range(0, len(images), batch)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 

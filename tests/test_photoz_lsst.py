@@ -88,7 +88,7 @@ def test_output_columns_are_consistent(columns):
 
 
 def test_quality_on_heldout_sims(columns, heldout):
-    # An untrained network gives sigma_MAD ~ 0.3 and ~40% outliers on this set.
+    # An untrained network gives sigma_MAD 0.22 and 57% outliers on this set; trained: 0.035, 2%.
     m = photoz_metrics(heldout["z"], columns["z_median"], columns["mdn_weight"],
                        columns["mdn_mu"], columns["mdn_sigma"], intervals=columns)
     assert m["sigma_mad"] < 0.045, m
@@ -115,6 +115,6 @@ def test_tta_concatenates_mixtures(model, heldout):
     assert cols["mdn_weight"].shape == (8, 10)
     zgrid = np.linspace(0, 6, 30001)
     both = mixture_pdf(cols["mdn_weight"], cols["mdn_mu"], cols["mdn_sigma"], zgrid)
-    single = [model.pdf(t, zgrid) for t in (heldout["images"][:8],
-                                            np.rot90(heldout["images"][:8], 1, axes=(-2, -1)))]
+    rotated = np.ascontiguousarray(np.rot90(heldout["images"][:8], 1, axes=(-2, -1)))
+    single = [model.pdf(t, zgrid) for t in (heldout["images"][:8], rotated)]
     np.testing.assert_allclose(both, 0.5 * (single[0] + single[1]), rtol=1e-3, atol=1e-3)

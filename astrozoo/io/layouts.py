@@ -79,20 +79,24 @@ def read_fits(path, flux_unit: str, *, default_band: str | None = None):
         Where each band lives in the file (for the fast-path template).
     """
     path = Path(path)
-    try:
-        hdul = fits.open(path, memmap=False)
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
-    except Exception as e:  # astropy raises OSError, ValueError, TypeError... on corrupt files
-        raise InputError(f"not a readable FITS file ({type(e).__name__}: {e})", path) from None
-    with hdul:
+    # A broken file is reported through InputError (or a flagged row); astropy's VerifyWarnings
+    # about it would only repeat that on stderr, once per file in a million-row run.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
         try:
-            return _read_hdul(hdul, path, flux_unit, default_band)
-        except InputError:
-            raise
-        except Exception as e:
-            raise InputError(f"cannot read FITS data, file corrupt or truncated? "
-                             f"({type(e).__name__}: {e})", path) from None
+            hdul = fits.open(path, memmap=False)
+        except FileNotFoundError:
+            raise InputError("file not found", path) from None
+        except Exception as e:  # astropy raises OSError, ValueError, TypeError... on corrupt files
+            raise InputError(f"not a readable FITS file ({type(e).__name__}: {e})", path) from None
+        with hdul:
+            try:
+                return _read_hdul(hdul, path, flux_unit, default_band)
+            except InputError:
+                raise
+            except Exception as e:
+                raise InputError(f"cannot read FITS data, file corrupt or truncated? "
+                                 f"({type(e).__name__}: {e})", path) from None
 
 
 def _read_hdul(hdul, path, flux_unit, default_band):

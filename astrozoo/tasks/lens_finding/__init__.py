@@ -9,6 +9,6 @@ from astrozoo.registry import ModelEntry, WeightsSource, register_model
 register_model(ModelEntry(
     name="lens-resnet10t-lsst", task="lens-finding",
     weights=WeightsSource(bundled="lens-resnet10t-lsst"),
-    sha256="9d2e3ff1088e118ce33d4a224cf6b45bcd8d6620472e6657614dc0f1a11cc048",
+    sha256="9807b725dcdd3e709c80a81d4d350387bd2201b48a4197ba89dee6e6f16e5629",
     summary="Strong-lens classifier (slim ResNet-10t) for LSST-like g,r,i 64x64 cutouts, "
             "trained on lenstronomy simulations"), default=True)

@@ -144,7 +144,7 @@ def _spiral_img(r_eff, q, phi, rng):
     return _unit(np.exp(-r / h) * mod)
 
 
-def _colour(rng, mag_ref, ref_band, gr, ri):
+def _colour(mag_ref, ref_band, gr, ri):
     """Fluxes (nJy) in BANDS from a magnitude in `ref_band` and g-r, r-i colours."""
     mags = {"r": 0.0, "g": gr, "i": -ri}
     off = mags[ref_band]
@@ -152,20 +152,20 @@ def _colour(rng, mag_ref, ref_band, gr, ri):
 
 
 def _red(rng, mag_i):
-    return _colour(rng, mag_i, "i", rng.uniform(0.9, 1.6), rng.uniform(0.35, 0.65))
+    return _colour(mag_i, "i", rng.uniform(0.9, 1.6), rng.uniform(0.35, 0.65))
 
 
 def _blue(rng, mag_g):
-    return _colour(rng, mag_g, "g", rng.uniform(-0.15, 0.45), rng.uniform(-0.15, 0.3))
+    return _colour(mag_g, "g", rng.uniform(-0.15, 0.45), rng.uniform(-0.15, 0.3))
 
 
 def _any_colour(rng, mag_r):
-    return _colour(rng, mag_r, "r", rng.uniform(-0.1, 1.5), rng.uniform(-0.1, 0.6))
+    return _colour(mag_r, "r", rng.uniform(-0.1, 1.5), rng.uniform(-0.1, 0.6))
 
 
-def _elliptical(rng, meta, scale_mag=0.0):
+def _elliptical(rng, meta):
     """Red elliptical Sersic (the lens light, or a look-alike without a lens)."""
-    mag_i = rng.uniform(18.0, 21.5) + scale_mag
+    mag_i = rng.uniform(18.0, 21.5)
     r_eff = rng.uniform(0.5, 2.0)
     q, phi = rng.uniform(0.55, 1.0), rng.uniform(0, np.pi)
     meta.update(mag_i_main=mag_i, r_eff_main=r_eff, q_main=q)
@@ -190,7 +190,8 @@ def _source_plane(rng, shifted):
     if shifted:  # irregular: faint exponential disk dominated by many knots
         n, r_eff, n_knots, knot_frac = 1.0, rng.uniform(0.2, 0.7), rng.integers(4, 11), 0.7
     else:
-        n, r_eff, n_knots, knot_frac = rng.uniform(0.5, 2.5), rng.uniform(0.12, 0.55), rng.integers(0, 4), rng.uniform(0.1, 0.4)
+        n, r_eff = rng.uniform(0.5, 2.5), rng.uniform(0.12, 0.55)
+        n_knots, knot_frac = rng.integers(0, 4), rng.uniform(0.1, 0.4)
     q, phi = rng.uniform(0.35, 1.0), rng.uniform(0, np.pi)
     knots = [(rng.normal(0, r_eff, 2), rng.uniform(0.05, 0.12)) for _ in range(n_knots)]
     weights = rng.dirichlet(np.ones(n_knots)) * knot_frac if n_knots else []
@@ -313,7 +314,7 @@ def _lens(rng, shifted, meta, kernels):
     return img  # rarely reached: keep the last draw rather than loop forever
 
 
-def _nonlens(rng, kind, shifted, meta, kernels):
+def _nonlens(rng, kind, meta, kernels):
     if kind == "elliptical":
         comps, q, phi = _elliptical(rng, meta)
     elif kind == "companions":
@@ -324,7 +325,7 @@ def _nonlens(rng, kind, shifted, meta, kernels):
         mag_i = rng.uniform(18.5, 22.0)
         disk = rng.choice([_spiral_img(r_eff, q, phi, rng), _sersic_img(r_eff, 1.0, q, phi)], p=[0.7, 0.3])
         bt = rng.uniform(0.0, 0.5)
-        comps = [(disk, _colour(rng, mag_i - 2.5 * np.log10(1 - bt + 1e-6), "i",
+        comps = [(disk, _colour(mag_i - 2.5 * np.log10(1 - bt + 1e-6), "i",
                                 rng.uniform(0.2, 0.8), rng.uniform(0.1, 0.4)))]
         if bt > 0.02:
             comps.append((_sersic_img(0.25 * r_eff, 4.0, min(1.0, q + 0.3), phi),
@@ -345,9 +346,11 @@ def _nonlens(rng, kind, shifted, meta, kernels):
     else:  # ring galaxy: a star-forming ring concentric with and shaped like its host
         comps, q, phi = _elliptical(rng, meta)
         ring_r = rng.uniform(0.9, 3.0)
-        ring = _arc_img(0, 0, ring_r, rng.uniform(0.1, 0.3), float(np.clip(q + rng.normal(0, 0.05), 0.3, 1.0)),
-                        phi, rng.uniform(0, 2 * np.pi), rng.choice([2 * np.pi, rng.uniform(3.0, 6.0)]), rng,
-                        rng.integers(0, 8))
+        width = rng.uniform(0.1, 0.3)
+        ring_q = float(np.clip(q + rng.normal(0, 0.05), 0.3, 1.0))
+        phi0 = rng.uniform(0, 2 * np.pi)
+        span = rng.choice([2 * np.pi, rng.uniform(3.0, 6.0)])  # full ring or partial
+        ring = _arc_img(0, 0, ring_r, width, ring_q, phi, phi0, span, rng, rng.integers(0, 8))
         comps.append((ring, _any_colour(rng, rng.uniform(20.5, 24.5)) if rng.uniform() < 0.5
                       else _blue(rng, rng.uniform(21.0, 25.0))))
         meta.update(ring_radius=ring_r)
@@ -408,7 +411,7 @@ def simulate(n: int, seed: int, *, kind: str = "mixed", shifted: bool = False,
         if k == "lens":
             images[i] = _lens(rng, shifted, meta, kernels)
         else:
-            images[i] = _nonlens(rng, str(k), shifted, meta, kernels)
+            images[i] = _nonlens(rng, str(k), meta, kernels)
         labels[i] = int(k == "lens")
         rows.append({"kind": str(k), **psf_meta, **meta})
     meta_t = Table({"kind": [r["kind"] for r in rows], "psf": [r["psf"] for r in rows]})

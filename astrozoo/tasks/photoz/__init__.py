@@ -10,7 +10,16 @@ register_model(ModelEntry(
     name="photoz-sdss",
     task="photo-z",
     weights=WeightsSource(bundled="photoz-sdss"),
-    sha256="dfec52dd2fc3af355ce31390f277097d0a9be7adce88fca074dbb3a7d11a9492",
+    sha256="018a407b39b37cb25e7a07a691dbb3cdf739fdc02cd6179b550d1e9b7f774217",
     summary="SDSS ugriz catalogue photo-z with MDN p(z), trained on 6,000 real SDSS "
             "spectroscopic galaxies",
 ), default=True)
+
+register_model(ModelEntry(
+    name="photoz-lsst",
+    task="photo-z",
+    weights=WeightsSource(bundled="photoz-lsst"),
+    sha256="67600ac0f45a9902753e6a20f1b0e4e1d08e38a3e80615bcd56e0d682c6d2da0",
+    summary="LSST-like ugrizy 64x64 cutout photo-z: small ResNet + aperture photometry, MDN "
+            "p(z); trained on GalSim bulge+disk CWW simulations",
+))

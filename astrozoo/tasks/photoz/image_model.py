@@ -60,7 +60,7 @@ class ImagePhotoZ(MixturePhotoZMixin, ZooModel):
     - ``crop``: side of the central region the CNN sees (the apertures use the full stamp);
     - ``softening``: per-band sky noise in the spec's flux unit, the asinh softening;
     - ``aperture_radii``: aperture radii in pixels;
-    - ``hidden``: MLP width; ``n_components``: mixture components K.
+    - ``hidden``: width of the 3-layer MLP; ``n_components``: mixture components K.
 
     ``forward`` returns the packed mixture (B, 3K); ``postprocess``, ``combine_tta`` and ``pdf``
     come from `~astrozoo.tasks.photoz.mdn.MixturePhotoZMixin`.
@@ -83,6 +83,7 @@ class ImagePhotoZ(MixturePhotoZMixin, ZooModel):
             a["softening"])
         n_in = self.backbone.num_features + n_bands * len(a["aperture_radii"])
         self.mlp = nn.Sequential(nn.Linear(n_in, a["hidden"]), nn.GELU(),
+                                 nn.Linear(a["hidden"], a["hidden"]), nn.GELU(),
                                  nn.Linear(a["hidden"], a["hidden"]), nn.GELU())
         self.head = MDNHead(a["hidden"], a["n_components"])
 

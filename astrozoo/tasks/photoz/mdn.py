@@ -297,7 +297,7 @@ class MixturePhotoZMixin:
             cols = inputs
         elif isinstance(inputs, (torch.Tensor, np.ndarray)):
             param = next(self.parameters(), None)
-            x = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
+            x = torch.as_tensor(np.ascontiguousarray(inputs, dtype=np.float32))
             x = x.to(param.device) if param is not None else x
             with torch.no_grad():
                 cols = self.postprocess(self.forward(self.preprocess(x)))

@@ -150,12 +150,12 @@ def _pretrain_photometry_part(model: ImagePhotoZ, phot, z, *, epochs: int, batch
 
 
 def train_image_model(train, val, *, seed: int = 0, epochs: int = 16, batch_size: int = 256,
-                      lr: float = 3e-3, pretrain_epochs: int = 100, log=print,
+                      lr: float = 3e-3, pretrain_epochs: int = 150, log=print,
                       **arch) -> ImagePhotoZ:
     """Train `ImagePhotoZ` on simulated sets (dicts from `load_or_simulate`).
 
     Two stages: `_pretrain_photometry_part`, then the whole network (CNN at `lr`, the pretrained
-    MLP and head at lr / 6). The CNN sees the central crop and the aperture branch the cached
+    MLP and head at lr / 10). The CNN sees the central crop and the aperture branch the cached
     photometry of the full stamp (identical to what `ImagePhotoZ.forward` computes), so only the
     crops are held in memory. The returned weights are those of the best validation epoch.
     """
@@ -180,7 +180,7 @@ def train_image_model(train, val, *, seed: int = 0, epochs: int = 16, batch_size
         f"({time.time() - t0:.0f} s)")
     head_params = [*model.mlp.parameters(), *model.head.parameters()]
     opt = torch.optim.AdamW([{"params": model.backbone.parameters(), "lr": lr},
-                             {"params": head_params, "lr": lr / 6}], weight_decay=1e-4)
+                             {"params": head_params, "lr": lr / 10}], weight_decay=1e-4)
     sched = _cosine_schedule(opt, epochs * (len(z) // batch_size), warmup=200)
     best = (np.inf, None)
     for epoch in range(epochs):
