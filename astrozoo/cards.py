@@ -12,7 +12,11 @@ import re
 
 from .config import ModelConfig
 
-__all__ = ["render_card", "card_body", "replace_section"]
+__all__ = ["render_card", "card_body", "replace_section", "record_metrics", "KEY_METRICS"]
+
+#: The metrics summaries show per task, most important first (`astrozoo list` shows the first).
+KEY_METRICS = {"lens-finding": ("auroc", "tpr0", "tpr10"),
+               "photo-z": ("sigma_mad", "bias", "outlier_frac", "pit_ks", "coverage68")}
 
 _PIPELINE_TAG = {"lens-finding": "image-classification", "morphology": "image-classification",
                  "photo-z": "tabular-regression", "deblending": "image-segmentation",
@@ -58,3 +62,35 @@ def replace_section(text: str, section: str, content: str) -> str:
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{start}\n{content.strip()}\n{end}{tail}"
+
+
+def record_metrics(model_dir, metrics: dict, section: str, card_path) -> None:
+    """Record a benchmark's results next to a model, leaving its weights untouched.
+
+    Writes ``metrics`` into ``config.json``, `section` (markdown) into the card source's
+    ``metrics`` section at `card_path`, and re-renders the bundled ``README.md`` from both.
+
+    Parameters
+    ----------
+    model_dir : path
+        Model directory in Hub layout (e.g. a bundled ``astrozoo/weights/<name>``).
+    metrics : dict
+        ``{dataset: {metric: value}}``.
+    section : str
+        Markdown for the card's metrics section.
+    card_path : path
+        The card source, ``model_cards/<name>.md``.
+    """
+    from pathlib import Path
+
+    from .hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, sha256_file
+
+    d, card_path = Path(model_dir), Path(card_path)
+    before = sha256_file(d / WEIGHTS_NAME)
+    config = ModelConfig.from_json(d / CONFIG_NAME).replace(metrics=metrics)
+    config.to_json(d / CONFIG_NAME)
+    card = replace_section(card_path.read_text(), "metrics", section)
+    card_path.write_text(card)
+    (d / CARD_NAME).write_text(render_card(config, card))
+    if sha256_file(d / WEIGHTS_NAME) != before:
+        raise RuntimeError(f"{d / WEIGHTS_NAME} changed while recording metrics")

@@ -12,12 +12,10 @@ import sys
 __all__ = ["main"]
 
 
-# The one number `astrozoo list` shows per task (the first dataset's value).
-_HEADLINE = {"lens-finding": "auroc", "photo-z": "sigma_mad"}
-
-
 def _headline_metric(config) -> str:
-    key = _HEADLINE.get(config.task)
+    from .cards import KEY_METRICS
+
+    key = KEY_METRICS.get(config.task, ("",))[0]
     for dataset, values in config.metrics.items():
         if key in values:
             return f"{key}={values[key]:.4g} ({dataset})"

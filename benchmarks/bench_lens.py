@@ -108,8 +108,7 @@ def main(argv=None) -> None:
     import torch
 
     import astrozoo
-    from astrozoo.cards import render_card, replace_section
-    from astrozoo.hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, resolve_files, sha256_file
+    from astrozoo.cards import record_metrics
     from astrozoo.registry import get_entry
     from astrozoo.tasks.lens_finding.metrics import auroc, lens_metrics, roc_curve
     from astrozoo.tasks.lens_finding.simulate import BANDS, NEGATIVE_KINDS
@@ -133,18 +132,10 @@ def main(argv=None) -> None:
         print(json.dumps(metrics[name]), json.dumps(per_kind[name]))
 
     plot_roc(curves, ROOT / "benchmarks" / "results" / "lens_roc.png")
-    # record the numbers next to the weights; the weights file itself must not change
     entry = get_entry(a.model)
-    d = resolve_files(entry)
-    before = sha256_file(d / WEIGHTS_NAME)
-    config = model.config.replace(metrics=metrics)
-    config.to_json(d / CONFIG_NAME)
-    card_path = ROOT / config.card
-    card = replace_section(card_path.read_text(), "metrics", format_metrics(metrics, per_kind))
-    card_path.write_text(card)
-    (d / CARD_NAME).write_text(render_card(config, card))
-    assert sha256_file(d / WEIGHTS_NAME) == before
-    print(f"wrote metrics to {d / CONFIG_NAME}, {d / CARD_NAME}, {card_path}")
+    card_path = ROOT / model.config.card
+    record_metrics(entry.weights.bundled_dir, metrics, format_metrics(metrics, per_kind), card_path)
+    print(f"wrote metrics to {entry.weights.bundled_dir} and {card_path}")
 
 
 if __name__ == "__main__":

@@ -20,9 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from astrozoo.cards import render_card, replace_section
-from astrozoo.config import ModelConfig
-from astrozoo.hub import CARD_NAME, CONFIG_NAME
+from astrozoo.cards import record_metrics
 from astrozoo.modeling import ZooModel
 from astrozoo.registry import BUNDLED_ROOT
 from astrozoo.tasks.photoz.mdn import mixture_pdf, mixture_summary, unpack
@@ -120,16 +118,10 @@ def main(argv=None) -> None:
         plot_zphot_zspec(z, c[POINT], RESULTS / f"photoz_lsst{tag}_zphot_zspec.png",
                          title=f"{title} ({POINT})")
 
-    config = ModelConfig.from_json(args.model / CONFIG_NAME)
     keep = ("n", "bias", "sigma_mad", "sigma_iqr", "outlier_frac", "outlier_frac_desc", "pit_ks",
             "crps", "coverage68", "coverage95", "sigma_mad_over_photometry")
-    config = config.replace(metrics={DATASET: {key: m[key] for key in keep}})
-    config.to_json(args.model / CONFIG_NAME)
-    card_path = REPO / config.card
-    card = replace_section(card_path.read_text(), "metrics", table)
-    card_path.write_text(card)
-    (args.model / CARD_NAME).write_text(render_card(config, card))
-
+    record_metrics(args.model, {DATASET: {key: m[key] for key in keep}}, table,
+                   REPO / model.config.card)
 
 if __name__ == "__main__":
     main()

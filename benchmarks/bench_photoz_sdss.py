@@ -23,9 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import astrozoo
-from astrozoo.cards import render_card, replace_section
-from astrozoo.config import ModelConfig
-from astrozoo.hub import CARD_NAME, CONFIG_NAME
+from astrozoo.cards import record_metrics
 from astrozoo.registry import get_entry
 from astrozoo.tasks.photoz.metrics import photoz_metrics, pit, plot_pit, plot_zphot_zspec
 from astrozoo.tasks.photoz.mdn import mixture_pdf
@@ -122,17 +120,10 @@ def main() -> None:
     plot_zphot_zspec(z, z_knn, RESULTS / "photoz_sdss_knn_zphot_zspec.png",
                      title=f"kNN baseline test (k={k})")
 
-    d = get_entry(NAME).weights.bundled_dir
-    config = ModelConfig.from_json(d / CONFIG_NAME)
     keep = ("bias", "sigma_mad", "sigma_iqr", "outlier_frac", "outlier_frac_desc", "pit_ks",
             "crps", "coverage68", "coverage95", "sigma_mad_over_knn")
-    config = config.replace(metrics={DATASET: {key: m[key] for key in keep}})
-    config.to_json(d / CONFIG_NAME)
-    card_path = REPO / config.card
-    card = replace_section(card_path.read_text(), "metrics", table)
-    card_path.write_text(card)
-    (d / CARD_NAME).write_text(render_card(config, card))
-
+    record_metrics(get_entry(NAME).weights.bundled_dir, {DATASET: {key: m[key] for key in keep}},
+                   table, REPO / model.config.card)
 
 if __name__ == "__main__":
     main()

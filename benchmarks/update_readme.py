@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import astrozoo
-from astrozoo.cards import replace_section
+from astrozoo.cards import KEY_METRICS, replace_section
 from astrozoo.registry import default_model, get_entry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,21 +23,19 @@ def _fmt(v) -> str:
 
 
 def models_table() -> str:
-    rows = ["| task | model | input | trained on | measured (benchmark) | card |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = ["| task | model | input | measured on held-out data (benchmark) | card |",
+            "| --- | --- | --- | --- | --- |"]
     for name in astrozoo.list_models():
         entry = get_entry(name)
         cfg = entry.config
         s = cfg.input_spec
         inp = (f"{''.join(s.bands)} {s.size}x{s.size} @ {s.pixel_scale}\"/px, {s.flux_unit}"
                if s.kind == "image" else f"{''.join(s.bands)} fluxes ({s.flux_unit})")
-        metrics = "<br>".join(
-            f"{ds}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in vals.items()
-                                  if isinstance(v, (int, float)))
-            for ds, vals in cfg.metrics.items())
+        keys = KEY_METRICS.get(cfg.task, ())
+        metrics = "<br>".join(f"{ds}: " + ", ".join(f"{k} {_fmt(vals[k])}" for k in keys if k in vals)
+                              for ds, vals in cfg.metrics.items())
         star = " (default)" if default_model(entry.task) == name else ""
-        rows.append(f"| {cfg.task} | `{name}`{star} | {inp} | {cfg.training.get('data', '')} | "
-                    f"{metrics} | [{cfg.card}]({cfg.card}) |")
+        rows.append(f"| {cfg.task} | `{name}`{star} | {inp} | {metrics} | [{cfg.card}]({cfg.card}) |")
     return "\n".join(rows)
 
 

@@ -3,7 +3,6 @@
 import json
 import shutil
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,7 +12,7 @@ from astrozoo.config import ModelConfig
 from astrozoo.exceptions import IntegrityError
 from astrozoo.hub import sha256_file
 from astrozoo.modeling import ZooModel, load
-from astrozoo.registry import (BUNDLED_ROOT, ModelEntry, WeightsSource, _unregister, default_model,
+from astrozoo.registry import (ModelEntry, WeightsSource, _unregister, default_model,
                                get_entry, register_model)
 
 from conftest import REPO

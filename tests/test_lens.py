@@ -116,3 +116,22 @@ def test_training_recipe_smoke(tmp_path):
     reloaded = astrozoo.load(tmp_path)
     assert reloaded.config.arch_kwargs["channels"] == [8, 16, 32, 64]
     assert reloaded.spec.bands == BANDS
+
+
+def test_fine_tuning_starts_from_the_shipped_weights(tmp_path):
+
+    from astrozoo.tasks.lens_finding.train import train
+
+    shipped = astrozoo.load("lens-finding")
+    x, y, _ = simulate(40, 7)
+    res = train(x[:32], y[:32], x[32:], y[32:], out=tmp_path, epochs=1, batch_size=8,
+                max_steps=2, lr=1e-4, model=astrozoo.load("lens-finding"), log=lambda m: None)
+    tuned = astrozoo.load(tmp_path)
+    assert res["steps"] == 2 and tuned.config.name == shipped.name
+    tuned_params = dict(tuned.named_parameters())
+    deltas = [(p.float() - tuned_params[k].float()).abs().max().item()
+              for k, p in shipped.named_parameters()]
+    # a few small steps from the shipped weights: changed, but nowhere near a fresh init
+    # (BatchNorm running statistics are buffers and move with any batch, so they are left out)
+    assert 0 < max(deltas) < 0.05
+    assert res["best_auroc"] > 0.8

@@ -103,7 +103,7 @@ def scores(model, xn, batch: int = 512) -> np.ndarray:
 
 def train(x, y, xv, yv, *, out: Path, seed: int = 0, epochs: int = 10, batch_size: int = 128,
           lr: float = 2e-3, weight_decay: float = 0.05, max_steps: int | None = None,
-          config=None, log=print):
+          config=None, model=None, log=print):
     """Train a `LensClassifier` and save the best-validation-AUROC epoch to `out` (float16).
 
     Parameters
@@ -112,6 +112,9 @@ def train(x, y, xv, yv, *, out: Path, seed: int = 0, epochs: int = 10, batch_siz
         Training and validation fluxes (N, C, H, W) in nJy and labels (N,).
     max_steps : int, optional
         Stop after this many optimiser steps in total (smoke tests).
+    model : LensClassifier, optional
+        Start from this model (fine-tuning, e.g. ``astrozoo.load("lens-finding")``) instead of
+        a fresh one built from `config`; use a lower `lr` then.
 
     Returns
     -------
@@ -127,11 +130,11 @@ def train(x, y, xv, yv, *, out: Path, seed: int = 0, epochs: int = 10, batch_siz
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    config = config or build_config(seed)
-    model = LensClassifier(config)
-    card = Path(config.card)
-    if card.is_file():
-        model.card = card.read_text()
+    if model is None:
+        model = LensClassifier(config or build_config(seed))
+        card = Path(model.config.card)
+        if card.is_file():
+            model.card = card.read_text()
     xn, xvn = _normalised(model, x), _normalised(model, xv)
     yt = torch.from_numpy(np.asarray(y, dtype=np.float32))
     steps_per_epoch = len(x) // batch_size

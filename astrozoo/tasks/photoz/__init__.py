@@ -19,7 +19,7 @@ register_model(ModelEntry(
     name="photoz-lsst",
     task="photo-z",
     weights=WeightsSource(bundled="photoz-lsst"),
-    sha256="67600ac0f45a9902753e6a20f1b0e4e1d08e38a3e80615bcd56e0d682c6d2da0",
+    sha256="04fc386addad0295de2d686afa95f0caa6ede97de442b93a91354cddbd47518e",
     summary="LSST-like ugrizy 64x64 cutout photo-z: small ResNet + aperture photometry, MDN "
             "p(z); trained on GalSim bulge+disk CWW simulations",
 ))

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 import torch
-from scipy.special import log_softmax, logsumexp, ndtr
+from scipy.special import log_softmax, ndtr
 from torch import nn
 from torch.nn import functional as F
 
