@@ -44,8 +44,10 @@ def main() -> None:
     text = replace_section(readme.read_text(), "models", models_table())
     for section, fname in SECTIONS.items():
         f = RESULTS / fname
-        if f.is_file():
-            text = replace_section(text, section, f.read_text())
+        if f.is_file():  # the results' own headings sit under the README's "## Performance"
+            body = "\n".join("###" + line[1:] if line.startswith("# ") else line
+                             for line in f.read_text().splitlines())
+            text = replace_section(text, section, body)
     readme.write_text(text)
     print(f"updated {readme}")
 

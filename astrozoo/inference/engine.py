@@ -69,13 +69,13 @@ def default_num_workers(device: torch.device) -> int:
     """DataLoader worker processes for `device`.
 
     On a GPU the forward pass is fast and reading limits throughput: up to 8 workers, leaving
-    one core to drive the GPU. On CPU one worker reads while the main process computes, which
-    overlaps I/O with the forward pass; more workers would take cores from the model's threads.
-    benchmarks/bench_inference.py measures end-to-end throughput with this default.
+    one core to drive the GPU. On CPU the model's threads already use every core; a reader
+    process only competes with them and costs a process start per call, so batches are read
+    in-process (benchmarks/bench_inference.py measured this on 2 cores: 0 workers beat 1).
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if device.type == "cpu":
-        return 1 if cores and cores > 1 else 0
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(8, (cores or 2) - 1))
 
 
