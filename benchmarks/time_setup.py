@@ -40,7 +40,8 @@ def main() -> None:
             t0 = time.perf_counter()
             res = subprocess.run(["bash", "-c", cmd], cwd=clone, capture_output=True, text=True)
             dt = time.perf_counter() - t0
-            tail = (res.stdout + res.stderr).strip().splitlines()[-1:]
+            # stdout's last line is the command's answer (the demo table, pytest's summary)
+            tail = res.stdout.strip().splitlines()[-1:]
             rows.append((i, cmd, dt, res.returncode, tail[0] if tail else ""))
             print(f"command {i}: {dt:.0f} s, exit {res.returncode}: {tail}")
     finally:
@@ -49,7 +50,7 @@ def main() -> None:
     lines = ["| command | wall time | exit | last line of output |", "| --- | ---: | ---: | --- |"]
     for i, cmd, dt, rc, tail in rows:
         lines.append(f"| {i}. `{cmd.split('&&')[-1].strip()}` | {dt / 60:.1f} min | {rc} | "
-                     f"`{tail[:80]}` |")
+                     f"`{tail[:80].replace('|', '/')}` |")
     lines.append("\nMeasured by `benchmarks/time_setup.py` in fresh clones with fresh virtual "
                  "environments on the 2-core development machine, with pip's download cache warm "
                  "(a cold first install also downloads torch's CUDA wheels, several GB).")
