@@ -43,7 +43,7 @@ def _cmd_list(args) -> int:
 
 def _cmd_info(args) -> int:
     from .cards import card_body
-    from .hub import CARD_NAME, resolve_files
+    from .hub import CARD_NAME, CONFIG_NAME, resolve_files
     from .registry import get_entry
 
     entry = get_entry(args.name)
@@ -59,10 +59,7 @@ def _cmd_info(args) -> int:
         vals = ", ".join(f"{k}={v:.4g}" if isinstance(v, (int, float)) else f"{k}={v}"
                          for k, v in values.items())
         print(f"  metrics [{dataset}]: {vals}")
-    try:
-        body = card_body((resolve_files(entry, config_only=True) / CARD_NAME).read_text())
-    except Exception:  # the card is optional for info; Hub models may have only config cached
-        body = ""
+    body = card_body((resolve_files(entry, (CONFIG_NAME, CARD_NAME)) / CARD_NAME).read_text())
     paras = [p.strip() for p in body.split("\n\n") if p.strip() and not p.lstrip().startswith("#")]
     if paras:
         print("\n" + paras[0])

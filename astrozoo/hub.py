@@ -83,27 +83,27 @@ def _fetch_all(repo_id: str, revision: str | None, filenames, what: str) -> Path
         return _hub_fetch(repo_id, revision, filenames, what=what, local_only=False)
 
 
-def resolve_files(entry, *, config_only: bool = False) -> Path:
-    """Local directory holding a registered model's files, verified against ``entry.sha256``.
+def resolve_files(entry, files=MODEL_FILES) -> Path:
+    """Local directory holding `files` of a registered model (bundled, else cached or fetched).
+
+    Nothing is verified here: `ZooModel.from_pretrained` checks the weights against
+    ``entry.sha256`` when it reads them, and `download` when it fetches them.
 
     Parameters
     ----------
     entry : `~astrozoo.registry.ModelEntry`
         The registered model.
-    config_only : bool
-        Fetch only ``config.json`` (for listing); weights are neither fetched nor verified.
+    files : sequence of str
+        File names needed (e.g. only ``config.json`` for listing).
     """
     src = entry.weights
-    wanted = (CONFIG_NAME,) if config_only else MODEL_FILES
     local = src.bundled_dir
-    if local is None or not all((local / f).is_file() for f in wanted):
+    if local is None or not all((local / f).is_file() for f in files):
         if not src.hub_repo:
             raise WeightsNotAvailableError(
                 f"{entry.name}: bundled files are missing from {local} and no Hub repository is "
                 "registered; reinstall astrozoo.")
-        local = _fetch_all(src.hub_repo, src.revision, wanted, entry.name)
-    if not config_only:
-        verify_sha256(local / WEIGHTS_NAME, entry.sha256, entry.name)
+        local = _fetch_all(src.hub_repo, src.revision, files, entry.name)
     return local
 
 
@@ -119,7 +119,14 @@ def download(name: str) -> Path:
     Accepts a registered model or task name, or ``hf-hub:org/repo[@rev]``.
     """
     if name.startswith(HUB_PREFIX):
-        return resolve_hub_id(name)
-    from .registry import get_entry
+        from .config import ModelConfig
 
-    return resolve_files(get_entry(name))
+        directory = resolve_hub_id(name)
+        expected = ModelConfig.from_json(directory / CONFIG_NAME).weights_sha256
+    else:
+        from .registry import get_entry
+
+        entry = get_entry(name)
+        directory, expected = resolve_files(entry), entry.sha256
+    verify_sha256(directory / WEIGHTS_NAME, expected, name)
+    return directory

@@ -91,9 +91,9 @@ class ModelEntry:
     @cached_property
     def config(self) -> ModelConfig:
         """The model's config (architecture, input spec, metrics), read without torch."""
-        from .hub import resolve_files
+        from .hub import CONFIG_NAME, resolve_files
 
-        return ModelConfig.from_json(resolve_files(self, config_only=True) / "config.json")
+        return ModelConfig.from_json(resolve_files(self, (CONFIG_NAME,)) / CONFIG_NAME)
 
 
 def register_model(entry: ModelEntry, *, default: bool = False) -> ModelEntry:

@@ -106,11 +106,12 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
 
     import torch
+    from sklearn.metrics import roc_curve
 
     import astrozoo
     from astrozoo.cards import record_metrics
     from astrozoo.registry import get_entry
-    from astrozoo.tasks.lens_finding.metrics import auroc, lens_metrics, roc_curve
+    from astrozoo.tasks.lens_finding.metrics import auroc, lens_metrics
     from astrozoo.tasks.lens_finding.simulate import BANDS, NEGATIVE_KINDS
 
     torch.set_num_threads(a.processes)

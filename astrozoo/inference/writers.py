@@ -25,7 +25,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 __all__ = ["FORMATS", "output_format", "provenance", "ids_fingerprint", "ChunkStore",
-           "write_table", "read_table"]
+           "read_table"]
 
 #: Output suffix -> format.
 FORMATS = {".fits": "fits", ".fit": "fits", ".fts": "fits", ".ecsv": "ecsv",
@@ -280,24 +280,11 @@ def _write_parquet(chunks, path: Path, meta: dict, widths: dict, n_rows: int) ->
 _WRITERS = {"fits": _write_fits, "ecsv": _write_ecsv, "parquet": _write_parquet}
 
 
-def write_table(table: Table, path: str | Path, overwrite: bool = False) -> Path:
-    """Write an in-memory table in the format of `path`'s suffix, via a temporary file and a
-    rename so that `path` never holds a partial table."""
-    path = Path(path)
-    fmt = output_format(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    tmp = path.with_name(path.name + ".tmp")
-    table.write(tmp, format={"ecsv": "ascii.ecsv"}.get(fmt, fmt), overwrite=True)
-    os.replace(tmp, path)
-    return path
-
-
 def read_table(path: str | Path, memmap: bool = True) -> Table:
     """Read an astrozoo catalogue back (FITS memory-mapped, NaN kept as NaN; strings as str).
 
-    Parquet goes through pyarrow and the astropy metadata it carries, since astropy's own
-    Parquet reader needs pandas.
+    Parquet goes through pyarrow and the astropy metadata it carries: astropy's own Parquet
+    reader flattens columns of three or more dimensions (e.g. N x H x W segmentation maps).
     """
     path = Path(path)
     fmt = output_format(path)

@@ -34,12 +34,7 @@ def read_table(src) -> Table:
     if not path.exists():
         raise InputError("catalogue file not found", path)
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            import pyarrow.parquet as pq  # astropy's parquet reader needs pandas, not a dependency
-
-            t = pq.read_table(path)
-            return Table({c: t[c].to_numpy() for c in t.column_names})
-        return Table.read(path)
+        return Table.read(path, format="parquet" if path.suffix.lower() == ".pq" else None)
     except Exception as e:  # each astropy reader raises its own error types
         raise InputError(f"not a readable table ({type(e).__name__}: {e})", path) from None
 

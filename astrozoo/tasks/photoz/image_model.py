@@ -45,8 +45,12 @@ class AperturePhotometry(nn.Module):
         soft = torch.as_tensor(softening, dtype=torch.float32)[:, None] * masks.sum((1, 2)).sqrt()
         self.register_buffer("soft", soft, persistent=False)
 
+    def fluxes(self, x: torch.Tensor) -> torch.Tensor:
+        """Aperture fluxes (B, C, R) of cutouts (B, C, H, W)."""
+        return torch.einsum("bchw,rhw->bcr", x, self.masks)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flux = torch.einsum("bchw,rhw->bcr", x, self.masks) if x.ndim == 4 else x
+        flux = self.fluxes(x) if x.ndim == 4 else x
         return torch.asinh(flux / self.soft).flatten(1)
 
 
@@ -101,8 +105,7 @@ class ImagePhotoZ(MixturePhotoZMixin, ZooModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """MLP features (B, hidden) of preprocessed cutouts (fluxes in spec units)."""
-        flux = torch.einsum("bchw,rhw->bcr", x, self.apertures.masks)
-        return self.features_from_parts(self.center_crop(x), flux)
+        return self.features_from_parts(self.center_crop(x), self.apertures.fluxes(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return pack(*self.head(self.forward_features(x)))

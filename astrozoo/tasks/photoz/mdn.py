@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 __all__ = ["MDNHead", "pack", "unpack", "mdn_nll", "union_log_weights", "mixture_pdf",
            "mixture_cdf", "mixture_moments", "mixture_mode", "mixture_quantiles", "mixture_summary",
-           "MixturePhotoZMixin", "SUMMARY_QUANTILES"]
+           "mixture_columns", "MixturePhotoZMixin", "SUMMARY_QUANTILES"]
 
 #: Probability levels of the summary columns (median and central 68% / 95% intervals).
 SUMMARY_QUANTILES = {"z_median": 0.5, "z_lo68": 0.15865525393145707,
@@ -148,6 +148,28 @@ def mixture_pdf(w, mu, sigma, zgrid) -> np.ndarray:
     return np.where(z >= 0, dens, 0.0)
 
 
+def _cdf_terms(w, mu, sigma):
+    """What the truncated CDF needs besides z, computed once per mixture: the mirroring sign,
+    ``Phi`` at the truncation edge and the normaliser."""
+    a = -mu / sigma
+    # Phi(b) - Phi(a), mirrored where a > 0 so it is a difference of small numbers rather than
+    # of two numbers near 1 (no cancellation).
+    sgn = np.where(a > 0, -1.0, 1.0)
+    return sgn, ndtr(sgn * a), _mass_above_zero(w, mu, sigma)
+
+
+def _cdf(w, mu, sigma, terms, z) -> np.ndarray:
+    """Truncated CDF (N, M) at ``z`` (N, M) >= 0, with `_cdf_terms` precomputed."""
+    sgn, edge, norm = terms
+    cdf = np.zeros(z.shape)
+    for ks in _component_blocks(w.shape[1], cdf.size):
+        b = (z[..., None] - mu[:, None, ks]) / sigma[:, None, ks]
+        s = sgn[:, None, ks]
+        cdf += (w[:, None, ks] * s * (ndtr(s * b) - edge[:, None, ks])).sum(-1)
+    cdf /= norm[:, None]
+    return np.clip(cdf, 0.0, 1.0)
+
+
 def mixture_cdf(w, mu, sigma, z) -> np.ndarray:
     """CDF of the truncated mixture at per-object redshifts.
 
@@ -165,17 +187,7 @@ def mixture_cdf(w, mu, sigma, z) -> np.ndarray:
     z = np.asarray(z, dtype=np.float64)
     squeeze = z.ndim == 1
     z = np.broadcast_to(z[:, None] if squeeze else z, (len(w), z.shape[-1] if not squeeze else 1))
-    z = np.maximum(z, 0.0)
-    cdf = np.zeros(z.shape)
-    for ks in _component_blocks(w.shape[1], cdf.size):
-        a = -mu[:, None, ks] / sigma[:, None, ks]
-        b = (z[..., None] - mu[:, None, ks]) / sigma[:, None, ks]
-        # Phi(b) - Phi(a), mirrored where a > 0 so it is a difference of small numbers rather
-        # than of two numbers near 1 (no cancellation).
-        sgn = np.where(a > 0, -1.0, 1.0)
-        cdf += (w[:, None, ks] * sgn * (ndtr(sgn * b) - ndtr(sgn * a))).sum(-1)
-    cdf /= _mass_above_zero(w, mu, sigma)[:, None]
-    cdf = np.clip(cdf, 0.0, 1.0)
+    cdf = _cdf(w, mu, sigma, _cdf_terms(w, mu, sigma), np.maximum(z, 0.0))
     return cdf[:, 0] if squeeze else cdf
 
 
@@ -230,9 +242,10 @@ def mixture_quantiles(w, mu, sigma, q, n_iter: int = 40) -> np.ndarray:
     shape = (len(w), len(q))
     lo = np.broadcast_to(np.maximum((mu - 12 * sigma).min(-1), 0.0)[:, None], shape).copy()
     hi = np.broadcast_to(np.maximum((mu + 12 * sigma).max(-1), 1e-6)[:, None], shape).copy()
+    terms = _cdf_terms(w, mu, sigma)  # the same for every bisection step
     for _ in range(n_iter):
         mid = 0.5 * (lo + hi)
-        below = mixture_cdf(w, mu, sigma, mid) < q
+        below = _cdf(w, mu, sigma, terms, mid) < q
         lo = np.where(below, mid, lo)
         hi = np.where(below, hi, mid)
     return 0.5 * (lo + hi)
@@ -255,6 +268,19 @@ def mixture_summary(w, mu, sigma) -> dict[str, np.ndarray]:
     return {k: out[k].astype(np.float32) for k in order}
 
 
+def mixture_columns(raw) -> dict[str, np.ndarray]:
+    """Packed raw output (B, 3K), torch or numpy -> the photo-z columns: `mixture_summary`
+    plus ``mdn_weight``, ``mdn_mu``, ``mdn_sigma`` (B, K) float32."""
+    if isinstance(raw, torch.Tensor):
+        raw = raw.detach().cpu().numpy()
+    logits, mu, sigma = (np.asarray(a, np.float64) for a in unpack(raw))
+    w = np.exp(log_softmax(logits, axis=-1))
+    cols = mixture_summary(w, mu, sigma)
+    cols.update(mdn_weight=w.astype(np.float32), mdn_mu=mu.astype(np.float32),
+                mdn_sigma=sigma.astype(np.float32))
+    return cols
+
+
 class MixturePhotoZMixin:
     """Photo-z output hooks for a `~astrozoo.modeling.ZooModel` whose ``forward`` returns
     `pack`-ed mixture parameters (B, 3K).
@@ -263,14 +289,8 @@ class MixturePhotoZMixin:
     """
 
     def postprocess(self, out: torch.Tensor) -> dict[str, np.ndarray]:
-        """Raw (B, 3K) -> the photo-z columns plus ``mdn_weight``, ``mdn_mu``, ``mdn_sigma``
-        (B, K) float32."""
-        logits, mu, sigma = (t.detach().double().cpu().numpy() for t in unpack(out))
-        w = np.exp(log_softmax(logits, axis=-1))
-        cols = mixture_summary(w, mu, sigma)
-        cols.update(mdn_weight=w.astype(np.float32), mdn_mu=mu.astype(np.float32),
-                    mdn_sigma=sigma.astype(np.float32))
-        return cols
+        """Raw (B, 3K) -> `mixture_columns`."""
+        return mixture_columns(out)
 
     def combine_tta(self, outs: torch.Tensor) -> torch.Tensor:
         """(T, B, 3K) -> (B, 3TK): the equal-weight mixture of the T predicted mixtures.

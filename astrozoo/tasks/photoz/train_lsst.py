@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ...config import InputSpec, ModelConfig
+from ...inference.tta import dihedral
 from .image_model import AperturePhotometry, ImagePhotoZ
 from .mdn import MDNHead, mdn_nll, pack, unpack
 from .simulate_lsst import (APERTURE_RADII, BANDS, PIXEL_SCALE, STAMP_SIZE, aperture_masks,
@@ -69,10 +70,9 @@ class PhotometryMDN(nn.Module):
 
 
 def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random flips and 90-degree rotations (the galaxy population is isotropic)."""
-    if torch.rand((), generator=g) < 0.5:
-        x = x.flip(-1)
-    return torch.rot90(x, int(torch.randint(4, (), generator=g)), dims=(-2, -1))
+    """A random element of the dihedral group (the galaxy population is isotropic)."""
+    flip = bool(torch.rand((), generator=g) < 0.5)
+    return dihedral(x, int(torch.randint(4, (), generator=g)) + 4 * flip)
 
 
 def _cosine_schedule(opt, total_steps: int, warmup: int):
