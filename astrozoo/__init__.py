@@ -10,9 +10,12 @@ torch is imported only when a model is loaded, so listing the zoo is fast.
 
 __version__ = "0.1.0"
 
-from .registry import list_models, list_tasks  # noqa: E402  (torch-free)
+from .registry import (ModelEntry, Task, WeightsSource, list_models, list_tasks,  # noqa: E402
+                       register_architecture, register_model, register_task)  # (torch-free)
 
-__all__ = ["__version__", "list_tasks", "list_models", "load"]
+__all__ = ["__version__", "list_tasks", "list_models", "load", "download", "Task",
+           "ModelEntry", "WeightsSource", "register_task", "register_architecture",
+           "register_model"]
 
 
 def load(name, **kwargs):
@@ -20,3 +23,12 @@ def load(name, **kwargs):
     from .modeling import load as _load
 
     return _load(name, **kwargs)
+
+
+def download(name):
+    """Fetch and verify a model's files (model or task name, or ``hf-hub:org/repo[@rev]``);
+    returns the local directory. See `astrozoo.hub.download`."""
+    from .hub import HUB_PREFIX, download as _download
+    from .registry import get_entry
+
+    return _download(name if str(name).startswith(HUB_PREFIX) else get_entry(name))

@@ -9,28 +9,39 @@ metrics and licence that the config records.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from .config import ModelConfig
 
-__all__ = ["render_card", "card_body", "replace_section", "record_metrics", "KEY_METRICS"]
+__all__ = ["render_card", "card_body", "replace_section", "card_source_path", "read_card_source"]
 
-#: The metrics summaries show per task, most important first (`astrozoo list` shows the first).
-KEY_METRICS = {"lens-finding": ("auroc", "tpr0", "tpr10"),
-               "photo-z": ("sigma_mad", "bias", "outlier_frac", "pit_ks", "coverage68")}
-
-_PIPELINE_TAG = {"lens-finding": "image-classification", "morphology": "image-classification",
-                 "photo-z": "tabular-regression", "deblending": "image-segmentation",
-                 "features": "image-feature-extraction"}
+#: The repository's card sources; absent in a non-editable install.
+CARD_SOURCES = Path(__file__).resolve().parents[1] / "model_cards"
 
 
-def _eval_results(config: ModelConfig):
+def card_source_path(name: str) -> Path:
+    """``model_cards/<name>.md`` of the repository, found from the package (not from the
+    working directory, so recipes run from anywhere)."""
+    return CARD_SOURCES / f"{name}.md"
+
+
+def read_card_source(name: str) -> str:
+    """The card source of model `name`; a clear error when the repository is not there."""
+    path = card_source_path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: no model card source at {path}; training recipes and "
+                                "benchmarks run from a repository checkout (pip install -e .)")
+    return path.read_text()
+
+
+def _eval_results(config: ModelConfig, pipeline_tag: str):
     from huggingface_hub import EvalResult
 
     out = []
     for dataset, values in config.metrics.items():
         for metric, value in values.items():
             if isinstance(value, (int, float)):
-                out.append(EvalResult(task_type=_PIPELINE_TAG[config.task], dataset_type=dataset,
+                out.append(EvalResult(task_type=pipeline_tag, dataset_type=dataset,
                                       dataset_name=dataset, metric_type=metric,
                                       metric_value=float(value)))
     return out or None
@@ -40,11 +51,14 @@ def render_card(config: ModelConfig, body: str) -> str:
     """Full ``README.md`` text: YAML metadata from `config`, then `body` (markdown)."""
     from huggingface_hub import ModelCard, ModelCardData
 
+    from .registry import get_task
+
+    tag = get_task(config.task).pipeline_tag
     data = ModelCardData(
         model_name=config.name, license=config.license.lower(), library_name="astrozoo",
-        pipeline_tag=_PIPELINE_TAG[config.task],
+        pipeline_tag=tag,
         tags=["astronomy", "astrozoo", config.task, config.input_spec.survey, "safetensors"],
-        eval_results=_eval_results(config))
+        eval_results=_eval_results(config, tag))
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{card_body(body).strip()}\n"))
 
 
@@ -64,33 +78,3 @@ def replace_section(text: str, section: str, content: str) -> str:
     return f"{head}{start}\n{content.strip()}\n{end}{tail}"
 
 
-def record_metrics(model_dir, metrics: dict, section: str, card_path) -> None:
-    """Record a benchmark's results next to a model, leaving its weights untouched.
-
-    Writes ``metrics`` into ``config.json``, `section` (markdown) into the card source's
-    ``metrics`` section at `card_path`, and re-renders the bundled ``README.md`` from both.
-
-    Parameters
-    ----------
-    model_dir : path
-        Model directory in Hub layout (e.g. a bundled ``astrozoo/weights/<name>``).
-    metrics : dict
-        ``{dataset: {metric: value}}``.
-    section : str
-        Markdown for the card's metrics section.
-    card_path : path
-        The card source, ``model_cards/<name>.md``.
-    """
-    from pathlib import Path
-
-    from .hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, sha256_file
-
-    d, card_path = Path(model_dir), Path(card_path)
-    before = sha256_file(d / WEIGHTS_NAME)
-    config = ModelConfig.from_json(d / CONFIG_NAME).replace(metrics=metrics)
-    config.to_json(d / CONFIG_NAME)
-    card = replace_section(card_path.read_text(), "metrics", section)
-    card_path.write_text(card)
-    (d / CARD_NAME).write_text(render_card(config, card))
-    if sha256_file(d / WEIGHTS_NAME) != before:
-        raise RuntimeError(f"{d / WEIGHTS_NAME} changed while recording metrics")

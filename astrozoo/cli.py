@@ -13,9 +13,9 @@ __all__ = ["main"]
 
 
 def _headline_metric(config) -> str:
-    from .cards import KEY_METRICS
+    from .registry import get_task
 
-    key = KEY_METRICS.get(config.task, ("",))[0]
+    key = (get_task(config.task).key_metrics or ("",))[0]
     for dataset, values in config.metrics.items():
         if key in values:
             return f"{key}={values[key]:.4g} ({dataset})"
@@ -105,7 +105,7 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_download(args) -> int:
-    from .hub import download
+    from . import download
 
     path = download(args.name)
     print(f"{args.name}: files verified in {path}")
@@ -141,9 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--id-column", help="catalogue column to use as the id")
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--device", help="cuda, mps or cpu (default: best available)")
-    s.add_argument("--on-error", choices=("flag", "raise"), default="flag",
-                   help="flag: write a flagged row for an unreadable input and go on (default); "
-                   "raise: stop at the first bad input")
+    s.add_argument("--on-error", choices=("raise", "flag"), default="raise",
+                   help="raise: stop at the first unreadable input, naming it (default, as in "
+                   "Python); flag: write a flagged row with the reason and go on")
     s.add_argument("--overwrite", action="store_true",
                    help="replace a finished output file (an unfinished one is resumed)")
     s.add_argument("--tta", action="store_true", help="average over the 8 dihedral flips/rotations")

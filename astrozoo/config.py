@@ -12,18 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["InputSpec", "ModelConfig", "TASKS"]
-
-#: Every task the zoo knows about, with the fixed output columns scripts rely on
-#: (shared contract; extra columns are allowed).
-TASKS = {
-    "lens-finding": ("p_lens",),
-    "morphology": ("label", "bulge_fraction", "r_half_arcsec"),
-    "photo-z": ("z_mean", "z_median", "z_mode", "z_std", "z_lo68", "z_hi68", "z_lo95",
-                "z_hi95", "mdn_weight", "mdn_mu", "mdn_sigma"),
-    "deblending": ("n_sources", "segmap"),
-    "features": ("embedding",),
-}
+__all__ = ["InputSpec", "ModelConfig"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +24,8 @@ class InputSpec:
     kind : {"image", "catalog"}
         Image models take cutouts; catalogue models take an astropy Table of fluxes.
     survey : str
-        Survey preset the training data mimics, e.g. ``"lsst-like"`` or ``"sdss"``.
+        Survey preset the training data mimics (`astrozoo.surveys`), e.g. ``"lsst"`` or
+        ``"sdss"``.
     bands : tuple of str
         Band names in the order of the input channels (images) or flux columns (catalogues).
     pixel_scale : float or None
@@ -51,7 +41,7 @@ class InputSpec:
     """
 
     kind: str = "image"
-    survey: str = "lsst-like"
+    survey: str = "lsst"
     bands: tuple[str, ...] = ()
     pixel_scale: float | None = None
     size: int | None = None
@@ -83,16 +73,16 @@ class ModelConfig:
     name : str
         Model name, unique in the registry (e.g. ``"lens-resnet18-lsst"``).
     task : str
-        One of `TASKS`.
+        A registered task (`astrozoo.registry.get_task`).
     architecture : str
-        Key of a registered `~astrozoo.modeling.ZooModel` subclass; only classes shipped in
-        astrozoo can be named (no remote code).
+        Key of a registered architecture (`astrozoo.registry.register_architecture`); only
+        classes registered in code can be named (no remote code).
     arch_kwargs : dict
         Constructor arguments of that class (e.g. timm backbone name and head sizes).
     input_spec : InputSpec
         What the model expects.
     outputs : tuple of str
-        Output columns of ``predict``.
+        Output columns of ``predict`` (at least those its task requires).
     labels : tuple of str
         Class names for classifiers.
     license : str
@@ -121,8 +111,6 @@ class ModelConfig:
     weights_sha256: str = ""
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; known tasks: {sorted(TASKS)}")
         if isinstance(self.input_spec, dict):
             object.__setattr__(self, "input_spec", InputSpec(**self.input_spec))
         object.__setattr__(self, "outputs", tuple(self.outputs))

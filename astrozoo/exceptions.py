@@ -1,6 +1,7 @@
 """Exceptions users may want to catch. Each message names the file or model at fault."""
 
-__all__ = ["AstrozooError", "InputError", "WeightsNotAvailableError", "IntegrityError"]
+__all__ = ["AstrozooError", "InputError", "WeightsNotAvailableError", "IntegrityError",
+           "OutputContractError"]
 
 
 class AstrozooError(Exception):
@@ -30,3 +31,7 @@ class WeightsNotAvailableError(AstrozooError, RuntimeError):
 class IntegrityError(AstrozooError, RuntimeError):
     """A weights file is not the one the registry or its config.json pins (sha256 mismatch),
     or is not a safetensors file."""
+
+
+class OutputContractError(AstrozooError, RuntimeError):
+    """A model's ``postprocess`` did not return the columns its task requires."""

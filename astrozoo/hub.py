@@ -113,20 +113,18 @@ def resolve_hub_id(ref: str) -> Path:
     return _fetch_all(repo, rev, MODEL_FILES, f"{HUB_PREFIX}{repo}" + (f"@{rev}" if rev else ""))
 
 
-def download(name: str) -> Path:
+def download(target) -> Path:
     """Fetch a model's files into the local cache (or confirm they are bundled) and verify them.
 
-    Accepts a registered model or task name, or ``hf-hub:org/repo[@rev]``.
+    `target` is a registry entry (`~astrozoo.registry.ModelEntry`) or ``"hf-hub:org/repo[@rev]"``;
+    `astrozoo.download` accepts model and task names too.
     """
-    if name.startswith(HUB_PREFIX):
+    if isinstance(target, str):
         from .config import ModelConfig
 
-        directory = resolve_hub_id(name)
-        expected = ModelConfig.from_json(directory / CONFIG_NAME).weights_sha256
+        directory = resolve_hub_id(target)
+        expected, what = ModelConfig.from_json(directory / CONFIG_NAME).weights_sha256, target
     else:
-        from .registry import get_entry
-
-        entry = get_entry(name)
-        directory, expected = resolve_files(entry), entry.sha256
-    verify_sha256(directory / WEIGHTS_NAME, expected, name)
+        directory, expected, what = resolve_files(target), target.sha256, target.name
+    verify_sha256(directory / WEIGHTS_NAME, expected, what)
     return directory

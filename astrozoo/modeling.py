@@ -3,13 +3,12 @@
 A model directory uses the Hugging Face Hub layout (``config.json``, ``model.safetensors``,
 ``README.md``), and `save_pretrained` / `from_pretrained` / `push_to_hub` mirror
 huggingface_hub's mixins. Only safetensors are read: pickled checkpoints can run arbitrary code
-on load, so they are refused, and only architectures shipped in astrozoo can be instantiated
-(no remote code).
+on load, so they are refused, and only architectures registered in code
+(`astrozoo.registry.register_architecture`) can be instantiated (no remote code).
 """
 
 from __future__ import annotations
 
-import importlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,25 +23,9 @@ from .exceptions import IntegrityError
 from .hub import (CARD_NAME, CONFIG_NAME, HUB_PREFIX, WEIGHTS_NAME, resolve_files,
                   resolve_hub_id, sha256_file, verify_sha256)
 
-__all__ = ["ZooModel", "load", "ARCHITECTURES"]
-
-#: The only classes a config.json may name: "key" -> "module:Class". An allowlist, so a
-#: downloaded config can never make astrozoo import arbitrary code.
-ARCHITECTURES = {
-    "lens-classifier": "astrozoo.tasks.lens_finding.model:LensClassifier",
-    "photoz-catalog-mdn": "astrozoo.tasks.photoz.catalog_model:CatalogPhotoZ",
-    "photoz-image-mdn": "astrozoo.tasks.photoz.image_model:ImagePhotoZ",
-}
+__all__ = ["ZooModel", "load"]
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-
-
-def _architecture(name: str) -> type["ZooModel"]:
-    try:
-        module, cls = ARCHITECTURES[name].split(":")
-    except KeyError:
-        raise ValueError(f"unknown architecture {name!r}; astrozoo ships {sorted(ARCHITECTURES)}") from None
-    return getattr(importlib.import_module(module), cls)
 
 
 class ZooModel(nn.Module):
@@ -73,6 +56,13 @@ class ZooModel(nn.Module):
         return self.config.task
 
     @property
+    def task_spec(self):
+        """The registered `~astrozoo.registry.Task` this model serves."""
+        from .registry import get_task
+
+        return get_task(self.config.task)
+
+    @property
     def spec(self) -> InputSpec:
         """What the model expects: bands in order, pixel scale, cutout size, flux unit, preset."""
         return self.config.input_spec
@@ -93,6 +83,21 @@ class ZooModel(nn.Module):
     def postprocess(self, out: torch.Tensor) -> dict[str, np.ndarray]:
         """Raw network output for a batch -> output columns (arrays with first axis B)."""
         raise NotImplementedError
+
+    def check_outputs(self, columns: dict) -> dict:
+        """`columns` if they hold every column the task requires (else `OutputContractError`)."""
+        self.task_spec.check_outputs(columns, self.config.labels, self.name)
+        return columns
+
+    @torch.inference_mode()
+    def predict_batch(self, x) -> dict[str, np.ndarray]:
+        """The inference step on a batch already in spec units (B, *spec.shape), numpy or
+        torch, on the model's device: ``preprocess -> forward -> postprocess``, output columns
+        checked against the task. `predict` adds input reading, batching, devices and files."""
+        device = next(self.parameters()).device
+        x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x).to(device)
+        self.eval()
+        return self.check_outputs(self.postprocess(self(self.preprocess(x))))
 
     def combine_tta(self, outs: torch.Tensor) -> torch.Tensor:
         """Merge raw outputs of T augmented copies, shape (T, B, ...), into one (B, ...).
@@ -191,9 +196,12 @@ class ZooModel(nn.Module):
                     "weights (loading a pickle can execute arbitrary code); convert them with "
                     "safetensors.torch.save_file and save as model.safetensors.")
             raise IntegrityError(f"{what}: no {WEIGHTS_NAME} in {d}")
+        from .registry import get_architecture, get_task
+
         config = ModelConfig.from_json(d / CONFIG_NAME)
+        get_task(config.task)  # an unknown task fails here, before any weights are read
         verify_sha256(weights, expected_sha256 or config.weights_sha256, what)
-        model_cls = _architecture(config.architecture)
+        model_cls = get_architecture(config.architecture)
         if cls is not ZooModel and not issubclass(model_cls, cls):
             raise TypeError(f"{what} is a {model_cls.__name__}, not a {cls.__name__}")
         model = model_cls(config)

@@ -1,43 +1,173 @@
-"""The model registry: which pretrained models exist, for which task, and where their weights are.
+"""The registry: tasks, the architectures that serve them, and the pretrained models.
 
-In the spirit of timm's pretrained configs and torchvision's ``Weights`` enums, each model is a
-registered `ModelEntry`. Task packages (``astrozoo/tasks/<task>/__init__.py``) register their
-entries at import; those modules are torch-free so that listing the zoo stays fast.
+One plug-in point, in the spirit of timm's ``register_model`` + pretrained configs and
+torchvision's ``Weights``: a task package (``astrozoo/tasks/<task>/__init__.py``, or any
+installed package named in the ``astrozoo.tasks`` entry-point group) registers
+
+- its `Task` (name, output columns, Hugging Face pipeline tag, key metrics, evaluator),
+- its architectures (`register_architecture`: the only classes a ``config.json`` may name, so a
+  downloaded config can never make astrozoo import arbitrary code),
+- its pretrained entries (`register_model`: where the weights are, their sha256).
+
+Adding a task is adding a folder; nothing here changes. Task packages stay torch-free so that
+listing the zoo is fast; architectures are imported when a model is built.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from dataclasses import dataclass
 from functools import cached_property
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
+from typing import Callable, Mapping
 
-from .config import TASKS, ModelConfig
+from .config import ModelConfig
+from .exceptions import OutputContractError
 
-__all__ = ["WeightsSource", "ModelEntry", "register_model", "list_tasks", "list_models",
-           "get_entry", "default_model", "BUNDLED_ROOT"]
+__all__ = ["Task", "register_task", "get_task", "list_tasks", "register_architecture",
+           "get_architecture", "list_architectures", "WeightsSource", "ModelEntry",
+           "register_model", "list_models", "get_entry", "default_model", "unregister",
+           "BUNDLED_ROOT", "ENTRY_POINT_GROUP"]
 
 #: Where bundled model directories (Hub layout) live inside the installed package.
 BUNDLED_ROOT = Path(str(resources.files("astrozoo") / "weights"))
+#: Entry-point group through which other packages add tasks.
+ENTRY_POINT_GROUP = "astrozoo.tasks"
 
-# Task packages whose import registers entries. Only tasks with a real, trained model are here.
-_TASK_MODULES = ("astrozoo.tasks.lens_finding", "astrozoo.tasks.photoz")
-
+_TASKS: dict[str, "Task"] = {}
+_ARCHITECTURES: dict[str, tuple[str, object]] = {}
 _REGISTRY: dict[str, "ModelEntry"] = {}
 _DEFAULTS: dict[str, str] = {}
 _loaded = False
 
 
+# -- tasks ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    """A task: what its models output and how they are judged.
+
+    Parameters
+    ----------
+    name : str
+        Task name, e.g. ``"lens-finding"``; ``astrozoo.load(name)`` gives its default model.
+    columns : tuple of str
+        Output columns every model of the task must return from ``predict`` (extra ones are
+        welcome). ``"{label}"`` in a name expands to each of the model's class labels, e.g.
+        ``"p_{label}"``.
+    pipeline_tag : str
+        Hugging Face pipeline tag of the model cards.
+    key_metrics : tuple of str
+        Metrics that summaries show, most important first (``astrozoo list`` shows the first).
+    evaluator : str, optional
+        ``"module:function"`` computing the task's metrics from truth and predictions; see
+        `Task.evaluate`.
+    description : str
+        One line.
+    """
+
+    name: str
+    columns: tuple[str, ...]
+    pipeline_tag: str
+    key_metrics: tuple[str, ...] = ()
+    evaluator: str | None = None
+    description: str = ""
+
+    def output_columns(self, labels=()) -> tuple[str, ...]:
+        """The required columns, with ``{label}`` expanded over `labels`."""
+        out = []
+        for c in self.columns:
+            out += [c.format(label=lab) for lab in labels] if "{label}" in c else [c]
+        return tuple(out)
+
+    def check_outputs(self, columns: Mapping, labels=(), what: str = "") -> None:
+        """Raise `OutputContractError` unless `columns` holds every required column with one
+        row per object."""
+        required = self.output_columns(labels)
+        missing = [c for c in required if c not in columns]
+        if missing:
+            raise OutputContractError(
+                f"{what or self.name}: postprocess returned columns {sorted(columns)}, missing "
+                f"{missing} that task {self.name!r} requires ({list(required)})")
+        lengths = {c: len(columns[c]) for c in required}
+        if len(set(lengths.values())) > 1:
+            raise OutputContractError(f"{what or self.name}: output columns have different "
+                                      f"lengths {lengths}")
+
+    def evaluate(self, *args, **kwargs) -> dict:
+        """Run the task's evaluator (metrics dict); arguments are the evaluator's."""
+        if self.evaluator is None:
+            raise NotImplementedError(f"task {self.name!r} has no evaluator")
+        return _resolve(self.evaluator)(*args, **kwargs)
+
+
+def register_task(task: Task) -> Task:
+    """Add a `Task`; its name must be new."""
+    if task.name in _TASKS:
+        raise ValueError(f"task {task.name!r} is already registered")
+    _TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    """The registered `Task` called `name`."""
+    _ensure_loaded()
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise KeyError(f"unknown task {name!r}; registered tasks: {sorted(_TASKS)}") from None
+
+
+def list_tasks() -> list[str]:
+    """Tasks that have at least one registered model, sorted."""
+    _ensure_loaded()
+    return sorted({e.task for e in _REGISTRY.values()})
+
+
+# -- architectures ----------------------------------------------------------------------------
+def register_architecture(key: str, target: str | type, *, task: str) -> None:
+    """Allow ``config.json`` files to name `key`, built by `target` (a ZooModel subclass or
+    ``"module:Class"``, imported on first use)."""
+    if key in _ARCHITECTURES:
+        raise ValueError(f"architecture {key!r} is already registered")
+    if task not in _TASKS:
+        raise ValueError(f"architecture {key!r}: register task {task!r} first")
+    _ARCHITECTURES[key] = (task, target)
+
+
+def get_architecture(key: str) -> type:
+    """The class registered as `key`."""
+    _ensure_loaded()
+    try:
+        _, target = _ARCHITECTURES[key]
+    except KeyError:
+        raise ValueError(f"unknown architecture {key!r}; registered: "
+                         f"{sorted(_ARCHITECTURES)}") from None
+    return _resolve(target) if isinstance(target, str) else target
+
+
+def list_architectures(task: str | None = None) -> list[str]:
+    _ensure_loaded()
+    return sorted(k for k, (t, _) in _ARCHITECTURES.items() if task is None or t == task)
+
+
+def _resolve(target: str) -> Callable:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+# -- pretrained models ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class WeightsSource:
-    """Where a model's files come from, tried in order: bundled directory, then the Hub.
+    """Where a model's files come from, tried in order: a local directory, then the Hub.
 
     Parameters
     ----------
     bundled : str or None
-        Directory name under `BUNDLED_ROOT` holding ``config.json``, ``model.safetensors``
-        and ``README.md``.
+        Directory name under `BUNDLED_ROOT` (shipped in the package), or an absolute path of a
+        directory in Hub layout (a plug-in's own weights), holding ``config.json``,
+        ``model.safetensors`` and ``README.md``.
     hub_repo : str or None
         Hugging Face Hub repository id (``org/name``).
     revision : str
@@ -50,11 +180,13 @@ class WeightsSource:
 
     @property
     def bundled_dir(self) -> Path | None:
+        # an absolute path replaces BUNDLED_ROOT in the join
         return BUNDLED_ROOT / self.bundled if self.bundled else None
 
     def describe(self) -> str:
-        if self.bundled and (BUNDLED_ROOT / self.bundled / "model.safetensors").is_file():
-            return "bundled"
+        d = self.bundled_dir
+        if d is not None and (d / "model.safetensors").is_file():
+            return "bundled" if d.parent == BUNDLED_ROOT else f"local:{d}"
         return f"hub:{self.hub_repo}@{self.revision}" if self.hub_repo else "missing"
 
 
@@ -67,7 +199,7 @@ class ModelEntry:
     name : str
         Registry name, passed to `astrozoo.load`.
     task : str
-        Task the model serves.
+        Task the model serves (registered).
     weights : WeightsSource
         Where the files are.
     sha256 : str
@@ -83,8 +215,6 @@ class ModelEntry:
     summary: str = ""
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"{self.name}: unknown task {self.task!r}")
         if not self.weights.bundled and not self.weights.hub_repo:
             raise ValueError(f"{self.name}: a model needs bundled weights or a Hub repository")
 
@@ -97,8 +227,10 @@ class ModelEntry:
 
 
 def register_model(entry: ModelEntry, *, default: bool = False) -> ModelEntry:
-    """Add `entry` to the registry; ``default=True`` makes it the model ``load(task)`` returns."""
-    if entry.name in _REGISTRY or entry.name in TASKS:
+    """Add `entry`; ``default=True`` makes it the model ``load(task)`` returns."""
+    if entry.task not in _TASKS:
+        raise ValueError(f"{entry.name}: unknown task {entry.task!r}; register the task first")
+    if entry.name in _REGISTRY or entry.name in _TASKS:
         raise ValueError(f"model name {entry.name!r} is already taken")
     _REGISTRY[entry.name] = entry
     if default:
@@ -108,25 +240,40 @@ def register_model(entry: ModelEntry, *, default: bool = False) -> ModelEntry:
     return entry
 
 
+def unregister(name: str) -> None:
+    """Remove a model, or a task with its architectures and models (plug-ins under test)."""
+    if name in _TASKS:
+        for m in [m for m, e in _REGISTRY.items() if e.task == name]:
+            unregister(m)
+        for k in [k for k, (t, _) in _ARCHITECTURES.items() if t == name]:
+            del _ARCHITECTURES[k]
+        del _TASKS[name]
+        return
+    entry = _REGISTRY.pop(name)
+    if _DEFAULTS.get(entry.task) == name:
+        del _DEFAULTS[entry.task]
+
+
 def _ensure_loaded() -> None:
+    """Import every task package: the subpackages of `astrozoo.tasks`, then entry points."""
     global _loaded
-    if not _loaded:
-        _loaded = True
-        for mod in _TASK_MODULES:
-            importlib.import_module(mod)
+    if _loaded:
+        return
+    _loaded = True
+    from . import tasks
 
-
-def list_tasks() -> list[str]:
-    """Tasks that have at least one registered model, sorted."""
-    _ensure_loaded()
-    return sorted({e.task for e in _REGISTRY.values()})
+    for info in sorted(pkgutil.iter_modules(tasks.__path__), key=lambda i: i.name):
+        if info.ispkg:
+            importlib.import_module(f"{tasks.__name__}.{info.name}")
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        ep.load()
 
 
 def list_models(task: str | None = None) -> list[str]:
     """Registered model names, optionally for one task, sorted."""
     _ensure_loaded()
-    if task is not None and task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; known tasks: {sorted(TASKS)}")
+    if task is not None and task not in _TASKS:
+        raise ValueError(f"unknown task {task!r}; registered tasks: {sorted(_TASKS)}")
     return sorted(n for n, e in _REGISTRY.items() if task is None or e.task == task)
 
 
@@ -152,8 +299,7 @@ def get_entry(name: str) -> ModelEntry:
                        f"tasks: {list_tasks()}") from None
 
 
-def _unregister(name: str) -> None:
-    """Remove an entry (used by tests that register temporary Hub models)."""
-    entry = _REGISTRY.pop(name)
-    if _DEFAULTS.get(entry.task) == name:
-        del _DEFAULTS[entry.task]
+def is_registered(name: str) -> bool:
+    """Whether `name` is a registered model or a task with a default model."""
+    _ensure_loaded()
+    return name in _REGISTRY or name in _DEFAULTS

@@ -50,15 +50,11 @@ BATCH = 256
 def image_models() -> list[ZooModel]:
     """The zoo's image architectures, built from their training configs."""
     from astrozoo.tasks.lens_finding.model import LensClassifier
-    from astrozoo.tasks.lens_finding.simulate import BANDS, PIXEL_SCALE
-    from astrozoo.tasks.lens_finding.train import ARCH_KWARGS, MODEL_NAME
+    from astrozoo.tasks.lens_finding.train import build_config
     from astrozoo.tasks.photoz.image_model import ImagePhotoZ
     from astrozoo.tasks.photoz.train_lsst import image_config
 
-    lens = LensClassifier(ModelConfig(
-        name=MODEL_NAME, task="lens-finding", architecture="lens-classifier",
-        arch_kwargs=ARCH_KWARGS, outputs=("p_lens",),
-        input_spec=InputSpec(bands=BANDS, size=SIZE, pixel_scale=PIXEL_SCALE)))
+    lens = LensClassifier(build_config(0))
     return [lens.eval(), ImagePhotoZ(image_config()).eval()]
 
 

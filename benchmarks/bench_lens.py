@@ -37,19 +37,19 @@ def _simulate_chunk(args):
     return x, y, np.asarray(meta["kind"]).astype(str)
 
 
-def simulate_set(base_seed: int, shifted: bool, n: int, processes: int, cache: Path):
-    """Simulate `n` cutouts in chunks of `CHUNK` (seeds base_seed + k), cached as .npz."""
-    path = cache / f"bench_{base_seed}_{n}.npz"
-    if path.exists():
-        with np.load(path) as d:
-            return d["x"], d["y"], d["kind"]
-    jobs = [(base_seed + k, min(CHUNK, n - k * CHUNK), shifted) for k in range(-(-n // CHUNK))]
-    with ProcessPoolExecutor(processes) as pool:
-        parts = list(pool.map(_simulate_chunk, jobs))
-    x, y, kind = (np.concatenate(p) for p in zip(*parts))
-    cache.mkdir(parents=True, exist_ok=True)
-    np.savez(path, x=x, y=y, kind=kind)
-    return x, y, kind
+def simulate_set(base_seed: int, shifted: bool, n: int, processes: int, cache: Path | None):
+    """Simulate `n` cutouts in chunks of `CHUNK` (seeds base_seed + k), in the data cache."""
+    from astrozoo.training.cache import cached
+
+    def build():
+        jobs = [(base_seed + k, min(CHUNK, n - k * CHUNK), shifted) for k in range(-(-n // CHUNK))]
+        with ProcessPoolExecutor(processes) as pool:
+            parts = list(pool.map(_simulate_chunk, jobs))
+        x, y, kind = (np.concatenate(p) for p in zip(*parts))
+        return {"x": x, "y": y, "kind": kind}
+
+    d = cached(f"lens_bench_v2_{base_seed}_{n}", build, cache)  # v2: survey-preset PSFs
+    return d["x"], d["y"], d["kind"]
 
 
 def format_metrics(metrics: dict, per_kind: dict) -> str:
@@ -76,42 +76,22 @@ def format_metrics(metrics: dict, per_kind: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_roc(curves: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
-    for name, (fpr, tpr, m) in curves.items():
-        label = f"{name} (AUROC {m['auroc']:.4f})"
-        ax1.plot(fpr, tpr, label=label)
-        ax2.plot(np.maximum(fpr, 1e-4), tpr, label=label)  # FPR 0 (TPR0) at the left edge
-    ax1.plot([0, 1], [0, 1], "k:", lw=0.8)
-    ax1.set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC")
-    ax2.set(xscale="log", xlim=(1e-4, 1), xlabel="false-positive rate (log; 0 drawn at 1e-4)",
-            ylabel="true-positive rate", title="low false-positive end")
-    ax1.legend(loc="lower right", fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="lens-finding")
     p.add_argument("--n", type=int, default=10_000, help="cutouts per held-out set")
     p.add_argument("--processes", type=int, default=2)
-    p.add_argument("--cache", type=Path, default=ROOT / "data_cache" / "lens_bench")
+    p.add_argument("--cache", type=Path, default=ROOT / "data_cache")
     a = p.parse_args(argv)
 
     import torch
     from sklearn.metrics import roc_curve
 
     import astrozoo
-    from astrozoo.cards import record_metrics
+    from astrozoo.evaluation.lens import auroc, lens_metrics
+    from astrozoo.evaluation.plots import plot_roc
+    from astrozoo.evaluation.report import record_metrics
     from astrozoo.registry import get_entry
-    from astrozoo.tasks.lens_finding.metrics import auroc, lens_metrics
     from astrozoo.tasks.lens_finding.simulate import BANDS, NEGATIVE_KINDS
 
     torch.set_num_threads(a.processes)
@@ -129,14 +109,13 @@ def main(argv=None) -> None:
         per_kind[name] = {k: round(auroc(y[(y == 1) | (kind == k)], p_lens[(y == 1) | (kind == k)]), 5)
                           for k in NEGATIVE_KINDS}
         fpr, tpr, _ = roc_curve(y, p_lens)
-        curves[name] = (fpr, tpr, m)
+        curves[name] = (fpr, tpr, m["auroc"])
         print(json.dumps(metrics[name]), json.dumps(per_kind[name]))
 
     plot_roc(curves, ROOT / "benchmarks" / "results" / "lens_roc.png")
     entry = get_entry(a.model)
-    card_path = ROOT / model.config.card
-    record_metrics(entry.weights.bundled_dir, metrics, format_metrics(metrics, per_kind), card_path)
-    print(f"wrote metrics to {entry.weights.bundled_dir} and {card_path}")
+    record_metrics(entry.weights.bundled_dir, metrics, format_metrics(metrics, per_kind))
+    print(f"wrote metrics to {entry.weights.bundled_dir} and its card")
 
 
 if __name__ == "__main__":

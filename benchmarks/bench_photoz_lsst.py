@@ -20,30 +20,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from astrozoo.cards import record_metrics
+from astrozoo.evaluation.photoz import metrics_table, pdf_norm_max_err, photoz_metrics, pit
+from astrozoo.evaluation.plots import plot_pit, plot_zphot_zspec
+from astrozoo.evaluation.report import record_metrics
 from astrozoo.modeling import ZooModel
 from astrozoo.registry import BUNDLED_ROOT
 from astrozoo.tasks.photoz.mdn import mixture_columns
-from astrozoo.tasks.photoz.metrics import (metrics_table, pdf_norm_max_err, photoz_metrics, pit,
-                                           plot_pit, plot_zphot_zspec)
-from astrozoo.tasks.photoz.simulate_lsst import load_or_simulate
-from astrozoo.tasks.photoz.train_lsst import N_TRAIN, N_VAL, train_photometry_mdn
+from astrozoo.tasks.photoz.simulate_lsst import BANDS, load_or_simulate
+from astrozoo.tasks.photoz.train_lsst import (N_TRAIN, N_VAL, aperture_fluxes,
+                                              train_photometry_mdn)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 NAME = "photoz-lsst"
-DATASET = "lsst-like-sims-test"
+DATASET = "lsst-sims-test"
 TEST_SEED, N_TEST = 12345, 5000
 POINT = "z_median"
 GOALS = {"bias": "abs <= 0.002", "pit_ks": "<= 0.05", "coverage68": "0.63-0.73"}
 
 
-@torch.no_grad()
 def predict_images(model, images, batch: int = 500) -> dict[str, np.ndarray]:
-    """Photo-z columns for (N, 6, 64, 64) nJy cutouts (preprocess -> forward -> postprocess)."""
-    parts = [model.postprocess(model(model.preprocess(torch.from_numpy(
-        np.array(images[i:i + batch]))))) for i in range(0, len(images), batch)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    """Photo-z columns for (N, 6, 64, 64) nJy cutouts through the public API."""
+    out = model.predict(np.asarray(images), bands=list(BANDS), batch_size=batch, progress=False)
+    return {c: np.asarray(out[c]) for c in out.colnames}
 
 
 @torch.no_grad()
@@ -62,7 +61,7 @@ def score(z, cols) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=BUNDLED_ROOT / NAME)
-    p.add_argument("--cache-dir", type=Path, default=REPO / "data_cache")
+    p.add_argument("--cache-dir", type=Path, default=None, help="training-data cache")
     p.add_argument("--train-seed", type=int, default=0)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -78,9 +77,9 @@ def main(argv=None) -> None:
     m = score(z, cols)
     m["objects_per_s"] = rate
 
-    baseline = train_photometry_mdn(train["phot"], train["z"], val["phot"], val["z"],
-                                    seed=args.train_seed)
-    bcols = predict_photometry(baseline, test["phot"])
+    baseline = train_photometry_mdn(aperture_fluxes(train["images"]), train["z"],
+                                    aperture_fluxes(val["images"]), val["z"], seed=args.train_seed)
+    bcols = predict_photometry(baseline, aperture_fluxes(test["images"]))
     b = score(z, bcols)
     m["sigma_mad_over_photometry"] = m["sigma_mad"] / b["sigma_mad"]
 
@@ -107,8 +106,7 @@ def main(argv=None) -> None:
 
     keep = ("n", "bias", "sigma_mad", "sigma_iqr", "outlier_frac", "outlier_frac_desc", "pit_ks",
             "crps", "coverage68", "coverage95", "sigma_mad_over_photometry")
-    record_metrics(args.model, {DATASET: {key: m[key] for key in keep}}, table,
-                   REPO / model.config.card)
+    record_metrics(args.model, {DATASET: {key: m[key] for key in keep}}, table)
 
 if __name__ == "__main__":
     main()

@@ -23,10 +23,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import astrozoo
-from astrozoo.cards import record_metrics
+from astrozoo.evaluation.photoz import metrics_table, pdf_norm_max_err, photoz_metrics, pit
+from astrozoo.evaluation.plots import plot_pit, plot_zphot_zspec
+from astrozoo.evaluation.report import record_metrics
 from astrozoo.registry import get_entry
-from astrozoo.tasks.photoz.metrics import (metrics_table, pdf_norm_max_err, photoz_metrics, pit,
-                                           plot_pit, plot_zphot_zspec)
 from astrozoo.tasks.photoz.sdss import BANDS, load_sdss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +110,7 @@ def main() -> None:
     keep = ("bias", "sigma_mad", "sigma_iqr", "outlier_frac", "outlier_frac_desc", "pit_ks",
             "crps", "coverage68", "coverage95", "sigma_mad_over_knn")
     record_metrics(get_entry(NAME).weights.bundled_dir, {DATASET: {key: m[key] for key in keep}},
-                   table, REPO / model.config.card)
+                   table)
 
 if __name__ == "__main__":
     main()

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import astrozoo
-from astrozoo.cards import KEY_METRICS, replace_section
-from astrozoo.registry import default_model, get_entry
+from astrozoo.cards import replace_section
+from astrozoo.registry import default_model, get_entry, get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -31,7 +31,7 @@ def models_table() -> str:
         s = cfg.input_spec
         inp = (f"{''.join(s.bands)} {s.size}x{s.size} @ {s.pixel_scale}\"/px, {s.flux_unit}"
                if s.kind == "image" else f"{''.join(s.bands)} fluxes ({s.flux_unit})")
-        keys = KEY_METRICS.get(cfg.task, ())
+        keys = get_task(cfg.task).key_metrics
         metrics = "<br>".join(f"{ds}: " + ", ".join(f"{k} {_fmt(vals[k])}" for k in keys if k in vals)
                               for ds, vals in cfg.metrics.items())
         star = " (default)" if default_model(entry.task) == name else ""

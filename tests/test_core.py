@@ -12,7 +12,7 @@ from astrozoo.config import ModelConfig
 from astrozoo.exceptions import IntegrityError
 from astrozoo.hub import sha256_file
 from astrozoo.modeling import ZooModel, load
-from astrozoo.registry import (ModelEntry, WeightsSource, _unregister, default_model,
+from astrozoo.registry import (ModelEntry, WeightsSource, unregister, default_model,
                                get_entry, register_model)
 
 from conftest import REPO
@@ -113,7 +113,7 @@ def test_registry_pin_is_enforced(tmp_path):
         with pytest.raises(IntegrityError, match="tmp-pinned: sha256 mismatch"):
             astrozoo.load("tmp-pinned")
     finally:
-        _unregister("tmp-pinned")
+        unregister("tmp-pinned")
 
 
 def test_pickle_checkpoints_are_never_loaded(tmp_path):

@@ -10,10 +10,14 @@ from astrozoo.registry import default_model, get_entry
 from conftest import run_cli, run_python
 from hubserver import HubServer
 
+# subprocesses: left out of the fast loop (pytest -m 'not slow'); CI runs them
+pytestmark = pytest.mark.slow
+
 LENS = default_model("lens-finding")
 
 CHECK = """
 import astrozoo, torch
+
 m = astrozoo.load({ref!r})
 x = torch.linspace(0, 50, m.spec.shape[0] * 64 * 64 * 2).reshape(2, *m.spec.shape)
 with torch.no_grad():

@@ -15,6 +15,7 @@ from astrozoo.inference import amp_dtype, embed, predict, read_table, select_dev
 from astrozoo.inference.tta import dihedral, inverse_dihedral
 from astrozoo.io import Flag
 from astrozoo.modeling import ZooModel
+from astrozoo.tasks.photoz.mdn import MixturePhotoZMixin
 
 BANDS = ("g", "r", "i")
 SIZE = 16
@@ -101,7 +102,7 @@ def test_batch_size_and_workers_do_not_change_results(model, images, reference, 
 def test_provenance_and_quality_columns(model, reference):
     m = reference.meta
     assert (m["MODEL"], m["TASK"], m["PRESET"], m["NORM"], m["TTA"]) == (
-        "tiny-lens", "lens-finding", "lsst-like", "asinh", False)
+        "tiny-lens", "lens-finding", "lsst", "asinh", False)
     assert len(m["SHA256"]) == 64 and m["ASTROZOO"] and m["DATE"].startswith("20")
     assert reference["mdn_weight"].shape == (40, 3) and reference["segmap"].shape == (40, 4, 4)
     np.testing.assert_allclose(reference["mdn_weight"].sum(1), 1, rtol=1e-6)
@@ -278,16 +279,16 @@ def test_bf16_autocast_on_cpu_is_close(model, images, reference):
     np.testing.assert_allclose(t["p_lens"], reference["p_lens"], atol=2e-2)
 
 
-class TinyCatalog(ZooModel):
+class TinyCatalog(MixturePhotoZMixin, ZooModel):
+    """A one-component photo-z mixture from a linear layer."""
+
     def __init__(self, config):
         super().__init__(config)
-        self.lin = nn.Linear(3 * len(config.input_spec.bands), 1)
+        self.lin = nn.Linear(3 * len(config.input_spec.bands), 3)
 
     def forward(self, x):
-        return self.lin(x)[:, 0]
-
-    def postprocess(self, out):
-        return {"z_mean": out.numpy()}
+        out = self.lin(x)
+        return torch.cat([out[:, :2], nn.functional.softplus(out[:, 2:]) + 0.01], 1)
 
 
 def test_catalogue_model_takes_a_table_with_ids():
@@ -307,6 +308,6 @@ def test_catalogue_model_takes_a_table_with_ids():
                            + [cat[f"flux_err_{b}"] for b in "ugriz"] + [np.zeros((10, 5))])
     with torch.no_grad():
         expected = model(torch.tensor(rows, dtype=torch.float32)).numpy()
-    np.testing.assert_allclose(t["z_mean"], expected, rtol=1e-5)
+    np.testing.assert_allclose(t["mdn_mu"][:, 0], expected[:, 1], rtol=1e-5)
     with pytest.raises(ValueError, match="image inputs"):
         predict(model, cat, tta=True, progress=False)

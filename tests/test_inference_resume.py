@@ -9,7 +9,11 @@ import sys
 import time
 
 import numpy as np
+import pytest
 from astropy.table import Table
+
+# subprocesses: left out of the fast loop (pytest -m 'not slow'); CI runs them
+pytestmark = pytest.mark.slow
 
 # A job slowed down per batch so that it can be killed half-way. It prints how many objects the
 # network saw, so that the rerun can be shown to skip the finished chunks.
@@ -20,6 +24,7 @@ from torch import nn
 from astrozoo.config import InputSpec, ModelConfig
 from astrozoo.inference import predict
 from astrozoo.modeling import ZooModel
+
 
 class Slow(ZooModel):
     seen = 0

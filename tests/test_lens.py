@@ -9,8 +9,8 @@ import torch
 import astrozoo
 from astrozoo.hub import sha256_file
 from astrozoo.registry import get_entry
-from astrozoo.tasks.lens_finding.metrics import auroc, lens_metrics, tpr_at_fp
-from astrozoo.tasks.lens_finding.simulate import BANDS, band_noise, simulate
+from astrozoo.evaluation.lens import auroc, lens_metrics, tpr_at_fp
+from astrozoo.tasks.lens_finding.simulate import BANDS, SURVEY, simulate
 
 MODEL = "lens-resnet10t-lsst"
 
@@ -44,13 +44,11 @@ def test_simulator_noise_and_colours():
     x, y, meta = simulate(8, 11, kind="elliptical")
     assert (y == 0).all()
     # the corners are sky: the scatter of pixel differences (insensitive to the galaxy's faint
-    # wings) is sqrt(2) x the LSST 10-year sky sigma of each band (nJy)
+    # wings) is sqrt(2) x the survey preset's sky sigma of each band (nJy)
     w = 6
     corners = np.concatenate([x[:, :, :w, :w], x[:, :, :w, -w:], x[:, :, -w:, :w], x[:, :, -w:, -w:]], -1)
     sigma = np.diff(corners, axis=-1).reshape(8, 3, -1).std(-1).mean(0) / np.sqrt(2)
-    sky = np.array([band_noise()[b]["sky_sigma"] for b in BANDS])
-    np.testing.assert_allclose(sigma, sky, rtol=0.1)
-    np.testing.assert_allclose(sky, [1.31, 1.35, 2.12], atol=0.01)
+    np.testing.assert_allclose(sigma, SURVEY.sky_sigma(BANDS), rtol=0.1)
     # ellipticals are red: centre flux rises from g to i
     centre = x[:, :, 28:36, 28:36].sum((-2, -1))
     assert (centre[:, 0] < centre[:, 2]).all()
@@ -105,33 +103,34 @@ def test_model_hooks(model, heldout):
 
 
 def test_training_recipe_smoke(tmp_path):
-    from astrozoo.tasks.lens_finding.train import build_config, train
+    from astrozoo.tasks.lens_finding.train import build_config, train, train_config
 
     x, y, _ = simulate(48, 99)
     config = build_config(0, arch_kwargs={"backbone": "resnet10t", "pretrained": False,
                                           "channels": [8, 16, 32, 64], "stem_width": 8})
-    res = train(x[:32], y[:32], x[32:], y[32:], out=tmp_path, epochs=1, batch_size=8,
-                max_steps=3, config=config, log=lambda m: None)
-    assert res["steps"] == 3 and 0 <= res["best_auroc"] <= 1
+    res = train(x[:32], y[:32], x[32:], y[32:], out=tmp_path, config=config,
+                train_cfg=train_config(epochs=1, batch_size=8, max_steps=3), log=lambda m: None)
+    assert res.steps == 3 and 0 <= res.best <= 1
     reloaded = astrozoo.load(tmp_path)
     assert reloaded.config.arch_kwargs["channels"] == [8, 16, 32, 64]
     assert reloaded.spec.bands == BANDS
+    assert reloaded.config.training["train_config"]["monitor"] == "auroc"
 
 
 def test_fine_tuning_starts_from_the_shipped_weights(tmp_path):
-
-    from astrozoo.tasks.lens_finding.train import train
+    from astrozoo.tasks.lens_finding.train import train, train_config
 
     shipped = astrozoo.load("lens-finding")
     x, y, _ = simulate(40, 7)
-    res = train(x[:32], y[:32], x[32:], y[32:], out=tmp_path, epochs=1, batch_size=8,
-                max_steps=2, lr=1e-4, model=astrozoo.load("lens-finding"), log=lambda m: None)
+    res = train(x[:32], y[:32], x[32:], y[32:], out=tmp_path, model=astrozoo.load("lens-finding"),
+                train_cfg=train_config(epochs=1, batch_size=8, max_steps=2, lr=1e-4),
+                log=lambda m: None)
     tuned = astrozoo.load(tmp_path)
-    assert res["steps"] == 2 and tuned.config.name == shipped.name
+    assert res.steps == 2 and tuned.config.name == shipped.name
     tuned_params = dict(tuned.named_parameters())
     deltas = [(p.float() - tuned_params[k].float()).abs().max().item()
               for k, p in shipped.named_parameters()]
     # a few small steps from the shipped weights: changed, but nowhere near a fresh init
     # (BatchNorm running statistics are buffers and move with any batch, so they are left out)
     assert 0 < max(deltas) < 0.05
-    assert res["best_auroc"] > 0.8
+    assert res.best > 0.8

@@ -5,11 +5,12 @@ import pytest
 import torch
 from scipy import integrate, stats
 
+from astrozoo.evaluation.photoz import (crps, interval_coverage, photoz_metrics, pit, pit_ks,
+                                        point_metrics)
+from astrozoo.evaluation.plots import plot_pit, plot_zphot_zspec
 from astrozoo.tasks.photoz.mdn import (MDNHead, MixturePhotoZMixin, mdn_nll, mixture_cdf,
                                        mixture_moments, mixture_pdf, mixture_quantiles,
                                        mixture_summary, pack, unpack)
-from astrozoo.tasks.photoz.metrics import (crps, interval_coverage, photoz_metrics, pit, pit_ks,
-                                           plot_pit, plot_zphot_zspec, point_metrics)
 
 ZGRID = np.linspace(0.0, 3.0, 60001)
 

@@ -13,9 +13,10 @@ import torch
 import astrozoo
 from astrozoo.hub import sha256_file
 from astrozoo.registry import BUNDLED_ROOT
+from astrozoo.evaluation.photoz import photoz_metrics
 from astrozoo.tasks.photoz import simulate_lsst as sim
-from astrozoo.tasks.photoz.metrics import photoz_metrics
 from astrozoo.tasks.photoz.mdn import mixture_pdf
+from astrozoo.tasks.photoz.train_lsst import APERTURE_RADII, aperture_fluxes
 
 WEIGHTS = BUNDLED_ROOT / "photoz-lsst"
 TEST_SEED = 424242
@@ -34,8 +35,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def columns(model, heldout):
-    with torch.no_grad():
-        return model.postprocess(model(model.preprocess(torch.from_numpy(heldout["images"]))))
+    return model.predict_batch(heldout["images"])
 
 
 def test_simulator_is_deterministic_and_in_njy():
@@ -43,9 +43,9 @@ def test_simulator_is_deterministic_and_in_njy():
     np.testing.assert_array_equal(a["images"], b["images"])
     assert a["images"].shape == (20, 6, 64, 64) and a["images"].dtype == np.float32
     assert not np.array_equal(a["images"], sim.simulate(20, 8)["images"])
-    # Stamp sums recover the i-band flux of the drawn magnitude (AB zero point 31.4 in nJy).
+    # Stamp sums recover the i-band flux of the drawn magnitude (the preset's zero point).
     i = sim.BANDS.index("i")
-    ratio = a["images"][:, i].sum((1, 2)) / 10 ** (-0.4 * (a["i_mag"] - 31.4))
+    ratio = a["images"][:, i].sum((1, 2)) / sim.SURVEY.flux(a["i_mag"])
     assert 0.9 < np.median(ratio) < 1.05
 
 
@@ -53,20 +53,25 @@ def test_simulator_noise_matches_lsst_depth():
     d = sim.simulate(30, 11)
     corners = np.concatenate([d["images"][..., :8, :8], d["images"][..., -8:, -8:]], axis=-1)
     measured = corners.std(axis=(0, 2, 3))
-    expected = np.array([sim.sky_sigma_njy(b) for b in sim.BANDS])
-    np.testing.assert_allclose(measured, expected, rtol=0.05)
-    # The i-band sky noise is the one implied by the 26.8 mag 5-sigma point-source depth.
-    assert sim.sky_sigma_njy("i") == pytest.approx(2.59, abs=0.01)
+    np.testing.assert_allclose(measured, sim.SURVEY.sky_sigma(sim.BANDS), rtol=0.05)
+
+
+def test_one_noise_model_for_every_lsst_simulator():
+    """Both simulators draw their noise from the same survey preset."""
+    from astrozoo.tasks.lens_finding import simulate as lens_sim
+
+    assert lens_sim.SURVEY is sim.SURVEY
 
 
 def test_aperture_fluxes_match_photutils():
     from photutils.aperture import CircularAperture, aperture_photometry
 
     d = sim.simulate(3, 5)
+    phot = aperture_fluxes(d["images"])
     img = d["images"][1, 3]
-    for j, r in enumerate(sim.APERTURE_RADII):
+    for j, r in enumerate(APERTURE_RADII):
         ref = aperture_photometry(img, CircularAperture((31.5, 31.5), r))["aperture_sum"][0]
-        assert d["phot"][1, 3, j] == pytest.approx(ref, rel=1e-5)
+        assert phot[1, 3, j] == pytest.approx(ref, rel=1e-5)
 
 
 def test_bundled_files_and_spec(model):
@@ -74,7 +79,7 @@ def test_bundled_files_and_spec(model):
     assert (WEIGHTS / "model.safetensors").stat().st_size < 12e6
     s = model.spec
     assert s.bands == sim.BANDS and s.size == 64 and s.pixel_scale == 0.2 and s.flux_unit == "nJy"
-    assert model.task == "photo-z" and "lsst-like-sims-test" in model.config.metrics
+    assert model.task == "photo-z" and "lsst-sims-test" in model.config.metrics
 
 
 def test_output_columns_are_consistent(columns):
@@ -108,7 +113,7 @@ def test_pdf_integrates_to_one_on_nonnegative_z(model, heldout):
 
 
 def test_tta_concatenates_mixtures(model, heldout):
-    x = model.preprocess(torch.from_numpy(heldout["images"][:8]))
+    x = model.preprocess(torch.from_numpy(np.asarray(heldout["images"][:8])))
     with torch.no_grad():
         raws = torch.stack([model(x), model(torch.rot90(x, 1, dims=(-2, -1)))])
     cols = model.postprocess(model.combine_tta(raws))

@@ -7,8 +7,8 @@ import torch
 import astrozoo
 from astrozoo.registry import default_model
 from astrozoo.tasks.photoz.catalog_model import CatalogPhotoZ
-from astrozoo.tasks.photoz.metrics import photoz_metrics
-from astrozoo.tasks.photoz.sdss import BANDS, catalog_rows, load_sdss, split_of
+from astrozoo.evaluation.photoz import photoz_metrics
+from astrozoo.tasks.photoz.sdss import BANDS, load_sdss, model_inputs, split_of
 
 ZGRID = np.linspace(0.0, 10.0, 20001)  # beyond the widest p(z) (odd photometry gets wide ones)
 
@@ -24,11 +24,13 @@ def test_split():
     return load_sdss("test")
 
 
+def catalog_rows(model, table):
+    return model_inputs(table, model.spec)
+
+
 @pytest.fixture(scope="module")
 def prediction(model, test_split):
-    with torch.no_grad():
-        raw = model(model.preprocess(torch.from_numpy(catalog_rows(test_split))))
-    return model.postprocess(raw)
+    return model.predict_batch(catalog_rows(model, test_split))
 
 
 def test_split_is_fixed_by_row_index():
@@ -62,7 +64,7 @@ def test_shipped_model_beats_the_knn_level_on_the_test_split(model, test_split, 
 
 
 def test_pdf_integrates_to_one_on_positive_z(model, test_split, prediction):
-    rows = catalog_rows(test_split[:50])
+    rows = catalog_rows(model, test_split[:50])
     p = model.pdf(rows, ZGRID)
     assert p.shape == (50, len(ZGRID)) and (p >= 0).all()
     np.testing.assert_allclose(np.trapezoid(p, ZGRID, axis=1), 1.0, atol=1e-4)
@@ -72,29 +74,26 @@ def test_pdf_integrates_to_one_on_positive_z(model, test_split, prediction):
 
 
 def test_missing_and_negative_fluxes_are_handled(model, test_split):
-    rows = catalog_rows(test_split[:4])
+    rows = catalog_rows(model, test_split[:4])
     c = len(BANDS)
     rows[0, 0] = -1.0                        # measured negative u flux: a luptitude, no NaN
     rows[1, 0] = np.nan                      # u not measured
     rows[2, 0 + c] = np.inf                  # ivar = 0 in SDSS: no usable measurement
     rows[3, c:2 * c] = 0.0                   # zero errors: every band unusable
-    x = model.preprocess(torch.from_numpy(rows))
-    assert torch.isfinite(x).all()
-    feats, valid = model.raw_features(torch.from_numpy(rows))
+    feats = model.preprocess(torch.from_numpy(rows))
     missing = feats[:, -c:]
     assert missing[:, 0].tolist() == [0.0, 1.0, 1.0, 1.0] and missing[3].sum() == c
-    assert valid[0].all() and not valid[1, 0]
-    with torch.no_grad():
-        cols = model.postprocess(model(x))
+    assert torch.isfinite(feats[0]).all() and torch.isnan(feats[1, 0])
+    assert torch.isfinite(model.standardize(feats)).all()
+    cols = model.predict_batch(rows)
     assert all(np.isfinite(v).all() for v in cols.values())
 
 
 def test_a_missing_band_widens_but_keeps_the_estimate(model, test_split, prediction):
     """Trained with random bands removed, the model still works without the u band."""
-    rows = catalog_rows(test_split)
+    rows = catalog_rows(model, test_split)
     rows[:, [0, len(BANDS)]] = np.nan
-    with torch.no_grad():
-        no_u = model.postprocess(model(model.preprocess(torch.from_numpy(rows))))
+    no_u = model.predict_batch(rows)
     z = test_split["z_spec"]
     assert photoz_metrics(z, no_u["z_median"])["sigma_mad"] < 0.02  # ~0.012 with all bands
     assert np.median(no_u["z_std"]) > np.median(prediction["z_std"])

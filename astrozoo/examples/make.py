@@ -13,8 +13,11 @@ from astropy.wcs import WCS
 
 from . import DATA_DIR
 
-NJY_PER_NANOMAGGY = 3631.0  # 1 nanomaggy = 3631e-9 Jy
-ZP_NJY, ZP_COUNTS = 31.4, 27.0
+from ..io.units import unit_factor
+from ..surveys import get_survey
+
+NJY_PER_NANOMAGGY = unit_factor("nanomaggy", "nJy")
+ZP_COUNTS = 27.0  # the per-band files are in counts with this AB zero point (MAGZP)
 
 
 def _wcs(ra: float, dec: float, size: int, scale: float) -> fits.Header:
@@ -51,7 +54,7 @@ def make(out: Path = DATA_DIR, n: int = 8, seed: int = 2026) -> None:
         fits.PrimaryHDU((images[i] / NJY_PER_NANOMAGGY).astype(np.float32), header=h).writeto(
             out / "cube" / f"{oid}.fits")
 
-        scale = 10 ** (-0.4 * (ZP_NJY - ZP_COUNTS))
+        scale = 10 ** (-0.4 * (get_survey("lsst").zero_point - ZP_COUNTS))
         for k, b in enumerate(BANDS):
             h = wcs.copy()
             h.update(FILTER=b, MAGZP=ZP_COUNTS, OBJECT=oid)

@@ -24,9 +24,14 @@ from ..exceptions import InputError
 from .tta import tta_outputs
 from .writers import ChunkStore, ids_fingerprint, output_format, provenance, read_table
 
-__all__ = ["predict", "embed", "select_device", "amp_dtype", "default_num_workers"]
+__all__ = ["predict", "embed", "select_device", "amp_dtype", "default_num_workers",
+           "DEFAULT_ON_ERROR"]
 
 _ON_ERROR = ("raise", "flag")
+#: The one default of the API and the CLI: stop at the first unreadable input, naming it. A
+#: wrong or missing row in a catalogue is worse than a stopped run; skipping bad rows
+#: (``"flag"``) is a choice the user states.
+DEFAULT_ON_ERROR = "raise"
 
 
 def select_device(device=None) -> torch.device:
@@ -177,7 +182,7 @@ class _Runner:
 
     def columns(self, data: torch.Tensor) -> dict[str, np.ndarray]:
         raw, outs = self.raw(data)
-        cols = dict(self.model.postprocess(raw))
+        cols = self.model.check_outputs(dict(self.model.postprocess(raw)))
         if outs is not None:
             # The spread over orientations of each scalar float column.
             per = [self.model.postprocess(o) for o in outs]
@@ -235,7 +240,7 @@ def _progress(model, total: int, initial: int, progress: bool) -> tqdm:
 
 
 def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool = True,
-            output=None, on_error: str = "raise", tta: bool = False, num_workers="auto",
+            output=None, on_error: str = DEFAULT_ON_ERROR, tta: bool = False, num_workers="auto",
             prefetch_factor: int = 2, amp="auto", channels_last="auto", compile: bool = False,
             chunk_size: int | None = None, overwrite: bool = False, **io_options) -> Table:
     """Run `model` over `inputs`: one row per object, in input order.
@@ -339,7 +344,7 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
 
 
 def embed(model, inputs, *, batch_size: int = 256, device=None, progress: bool = True,
-          on_error: str = "raise", tta: bool = False, num_workers="auto",
+          on_error: str = DEFAULT_ON_ERROR, tta: bool = False, num_workers="auto",
           prefetch_factor: int = 2, amp="auto", channels_last="auto",
           **io_options) -> np.ndarray:
     """Backbone embeddings (``model.forward_features``) of `inputs`, (N, D) float32 in input

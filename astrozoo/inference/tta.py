@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["N_DIHEDRAL", "dihedral", "inverse_dihedral", "tta_outputs"]
+__all__ = ["N_DIHEDRAL", "dihedral", "inverse_dihedral", "random_dihedral", "tta_outputs"]
 
 N_DIHEDRAL = 8
 
@@ -27,6 +27,26 @@ def inverse_dihedral(y: torch.Tensor, k: int) -> torch.Tensor:
     """Undo `dihedral` (``inverse_dihedral(dihedral(x, k), k) == x``)."""
     y = torch.rot90(y, -(k % 4), dims=(-2, -1))
     return y.flip(-1) if k >= 4 else y
+
+
+def random_dihedral(x: torch.Tensor, generator: torch.Generator | None = None,
+                    target: torch.Tensor | None = None):
+    """Each sample of `x` (B, ..., H, W) under its own random element of D4: the training
+    augmentation that matches `tta_outputs`.
+
+    A dense `target` (B, ..., H, W), e.g. a segmentation map, gets the same transform per
+    sample; then ``(x, target)`` is returned.
+    """
+    k = torch.randint(N_DIHEDRAL, (x.shape[0],), generator=generator, device="cpu")
+    out = torch.empty_like(x)
+    tout = None if target is None else torch.empty_like(target)
+    for e in range(N_DIHEDRAL):
+        idx = torch.nonzero(k == e).squeeze(1).to(x.device)
+        if len(idx):
+            out[idx] = dihedral(x[idx], e)
+            if target is not None:
+                tout[idx] = dihedral(target[idx], e)
+    return out if target is None else (out, tout)
 
 
 def tta_outputs(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:

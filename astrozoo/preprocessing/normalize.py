@@ -1,4 +1,5 @@
-"""Normalisation presets: physical fluxes (B, C, H, W) -> network inputs, per object and band.
+"""Normalisation presets: physical fluxes -> network inputs (images (B, C, H, W) per object and
+band; catalogue rows through `astrozoo.preprocessing.catalog`).
 
 Each model's config names its preset and arguments (``InputSpec.normalization``), so training and
 inference use the same code. Batched torch ops, so they run on the GPU inside the engine. Written
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["PRESETS", "normalize", "robust_sky_sigma"]
+from .catalog import luptitudes
+
+__all__ = ["PRESETS", "normalize", "robust_sky_sigma", "asinh_softening"]
 
 _MAD_TO_SIGMA = 1.4826
 
@@ -35,13 +38,25 @@ def robust_sky_sigma(x: torch.Tensor) -> torch.Tensor:
     return torch.maximum(_MAD_TO_SIGMA * mad, floor).unsqueeze(-1)
 
 
-def asinh(x: torch.Tensor, softening: float = 3.0, scale: float = 1.0) -> torch.Tensor:
-    """Lupton-style asinh stretch, softened at ``softening`` x the robust sky sigma per band.
+def asinh_softening(x: torch.Tensor, softening: float = 3.0,
+                    sky_sigma=None) -> torch.Tensor:
+    """The asinh softening `asinh` uses, broadcastable to `x` (B, C, H, W)."""
+    if sky_sigma is None:
+        return softening * robust_sky_sigma(x)
+    sigma = torch.as_tensor(sky_sigma, dtype=x.dtype, device=x.device)
+    return softening * sigma.view(1, -1, 1, 1)
 
-    Keeps the noise regime linear and compresses bright cores logarithmically.
+
+def asinh(x: torch.Tensor, softening: float = 3.0, scale: float = 1.0,
+          sky_sigma=None) -> torch.Tensor:
+    """Lupton-style asinh stretch ``asinh(x / beta) * scale``, ``beta = softening x sigma``.
+
+    Keeps the noise regime linear and compresses bright cores logarithmically. ``sigma`` is
+    each object's robust sky sigma per band, or, with `sky_sigma` (one value per band, in the
+    spec's flux unit), the survey's: a fixed stretch keeps colours exact, which a per-object
+    noise estimate from one stamp (uncertain by a few percent) does not.
     """
-    beta = softening * robust_sky_sigma(x)
-    return torch.asinh(x / beta) * scale
+    return torch.asinh(x / asinh_softening(x, softening, sky_sigma)) * scale
 
 
 def robust_standardize(x: torch.Tensor) -> torch.Tensor:
@@ -61,12 +76,12 @@ def percentile_clip(x: torch.Tensor, low: float = 1.0, high: float = 99.5) -> to
 
 
 def identity(x: torch.Tensor) -> torch.Tensor:
-    """No change (catalogue models normalise their own features)."""
+    """No change (inputs already scaled for the network)."""
     return x
 
 
 PRESETS = {"asinh": asinh, "robust": robust_standardize, "percentile": percentile_clip,
-           "identity": identity}
+           "luptitude": luptitudes, "identity": identity}
 
 
 def normalize(x: torch.Tensor, preset: str, **kwargs) -> torch.Tensor:

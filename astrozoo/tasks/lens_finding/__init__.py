@@ -1,10 +1,20 @@
-"""Lens finding: the default strong-lens classifier (registers its entry; torch-free).
+"""Lens finding: strong gravitational lenses in multi-band cutouts (registers the task, its
+architecture and the default model; torch-free).
 
-``model`` holds the architecture, ``simulate`` the lenstronomy training-data simulator, ``train``
-the recipe and ``metrics`` the lens-finding-challenge metrics.
+``model`` holds the architecture, ``simulate`` the lenstronomy training-data simulator and
+``train`` the recipe; the metrics are `astrozoo.evaluation.lens`.
 """
 
-from astrozoo.registry import ModelEntry, WeightsSource, register_model
+from astrozoo.registry import (ModelEntry, Task, WeightsSource, register_architecture,
+                               register_model, register_task)
+
+register_task(Task(
+    name="lens-finding", columns=("p_lens",), pipeline_tag="image-classification",
+    key_metrics=("auroc", "tpr0", "tpr10"), evaluator="astrozoo.evaluation.lens:lens_metrics",
+    description="probability that a cutout shows a strong gravitational lens"))
+
+register_architecture("lens-classifier", "astrozoo.tasks.lens_finding.model:LensClassifier",
+                      task="lens-finding")
 
 register_model(ModelEntry(
     name="lens-resnet10t-lsst", task="lens-finding",

@@ -1,15 +1,15 @@
 """Seeded simulator of LSST-like g, r, i cutouts of strong lenses and of the galaxies that mimic them.
 
-Lensing and light profiles come from lenstronomy (SIE + external shear, elliptical Sersic), the
-depth, sky and seeing per band from lenstronomy's LSST 10-year-coadd observation configuration.
-Scenes are rendered on a 2x supersampled grid, convolved with a per-object, per-band PSF, binned
-to 0.2"/pixel and given sky + source shot noise. Pixels are fluxes in nJy (AB zero point 31.4).
+Lensing and light profiles come from lenstronomy (SIE + external shear, elliptical Sersic); depth,
+noise, seeing and PSF families from the ``lsst`` survey preset (`astrozoo.surveys`). Scenes are
+rendered on a 2x supersampled grid, convolved with a per-object, per-band GalSim PSF, binned to
+the survey's pixels and given sky + source shot noise. Pixels are fluxes in nJy.
 
 Positives are SIE + shear lenses with red elliptical lens light and blue, clumpy lensed sources,
 kept only when the lensed arcs are detectable. Negatives are the look-alikes a real search meets:
 lone ellipticals, ellipticals with unlensed companions, disks and spirals, pairs and mergers with
-tidal tails, and ring galaxies. Training PSFs are Gaussian, Moffat or core + halo; the shifted set
-(``shifted=True``) uses GalSim Kolmogorov PSFs, poorer seeing and knot-dominated irregular sources.
+tidal tails, and ring galaxies. Training PSFs are the preset's families (Gaussian, Moffat, core +
+halo); the shifted set (``shifted=True``) uses Kolmogorov PSFs, poorer seeing and knot-dominated irregular sources.
 
 Every object is drawn from its own generator spawned from ``seed``, so a set is reproducible
 object by object whatever the chunking.
@@ -22,13 +22,14 @@ from functools import lru_cache
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["BANDS", "PIXEL_SCALE", "SIZE", "ZERO_POINT_NJY", "NEGATIVE_KINDS", "simulate",
-           "band_noise"]
+from astrozoo.surveys import get_survey
 
+__all__ = ["SURVEY", "BANDS", "PIXEL_SCALE", "SIZE", "NEGATIVE_KINDS", "simulate"]
+
+SURVEY = get_survey("lsst")
 BANDS = ("g", "r", "i")
-PIXEL_SCALE = 0.2  # arcsec / pixel
+PIXEL_SCALE = SURVEY.pixel_scale
 SIZE = 64
-ZERO_POINT_NJY = 31.4  # AB magnitude of 1 nJy
 NEGATIVE_KINDS = ("elliptical", "companions", "spiral", "merger", "ring")
 _NEG_PROBS = (0.25, 0.2, 0.2, 0.17, 0.18)
 
@@ -39,37 +40,7 @@ _KERNEL = 51  # PSF kernel side on the fine grid (5.1")
 _c = (np.arange(_FINE) - (_FINE - 1) / 2) * _FINE_SCALE
 _X, _Y = np.meshgrid(_c, _c)
 _XF, _YF = _X.ravel(), _Y.ravel()
-
-
-def _mag_to_njy(mag):
-    return 10 ** ((ZERO_POINT_NJY - np.asarray(mag, dtype=float)) / 2.5)
-
-
-@lru_cache(maxsize=None)
-def band_noise() -> dict[str, dict[str, float]]:
-    """Per-band noise model from lenstronomy's LSST 10-year configuration.
-
-    Returns
-    -------
-    dict
-        ``{band: {"sky_sigma": nJy per pixel, "njy_per_electron": nJy, "seeing": arcsec}}``.
-        ``sky_sigma`` combines sky Poisson noise and read noise of all exposures; source shot noise
-        is ``sqrt(flux * njy_per_electron)``.
-    """
-    from lenstronomy.SimulationAPI.ObservationConfig.LSST import LSST
-
-    out = {}
-    for b in BANDS:
-        kw = LSST(band=b, coadd_years=10).kwargs_single_band()
-        t = kw["exposure_time"] * kw["num_exposures"]
-        pix_area = kw["pixel_scale"] ** 2
-        sky_e = 10 ** (0.4 * (kw["magnitude_zero_point"] - kw["sky_brightness"])) * pix_area * t
-        var_e = sky_e + kw["read_noise"] ** 2 * kw["num_exposures"]
-        # 1 e-/s is magnitude_zero_point; a pixel value in nJy is electrons / t in those units
-        njy_per_e = _mag_to_njy(kw["magnitude_zero_point"]) / t
-        out[b] = {"sky_sigma": float(np.sqrt(var_e) * njy_per_e),
-                  "njy_per_electron": float(njy_per_e), "seeing": float(kw["seeing"])}
-    return out
+_mag_to_njy = SURVEY.flux
 
 
 @lru_cache(maxsize=None)
@@ -209,42 +180,18 @@ def _source_plane(rng, shifted):
 
 
 def _psf_kernels(rng, shifted, meta):
-    """One normalised PSF kernel per band on the fine grid, with per-object seeing and shape."""
-    noise = band_noise()
-    factor = rng.uniform(0.85, 1.6) if shifted else rng.uniform(0.7, 1.4)
-    e1, e2 = rng.normal(0, 0.04 if shifted else 0.025, 2)
+    """One normalised PSF kernel per band on the fine grid, with per-object seeing and shape:
+    the survey preset's GalSim families for training, Kolmogorov with poorer seeing for the
+    shifted set."""
     if shifted:
-        family, beta, halo = "kolmogorov", np.nan, np.nan
+        params = SURVEY.draw_psf(rng, families=("kolmogorov",), seeing_factor=(0.85, 1.6),
+                                 ellipticity_sigma=0.04)
     else:
-        family = rng.choice(["gaussian", "moffat", "core+halo"], p=[0.3, 0.45, 0.25])
-        beta, halo = rng.uniform(2.5, 5.0), rng.uniform(0.1, 0.3)
-    c = (np.arange(_KERNEL) - _KERNEL // 2) * _FINE_SCALE
-    kx, ky = np.meshgrid(c, c)
-    # shear the coordinates: an elliptical PSF of the same FWHM along the mean axis
-    sx = (1 - e1) * kx - e2 * ky
-    sy = -e2 * kx + (1 + e1) * ky
-    r2 = sx ** 2 + sy ** 2
-    kernels = []
-    for b in BANDS:
-        fwhm = noise[b]["seeing"] * factor
-        if family == "kolmogorov":
-            import galsim
-
-            psf = galsim.Kolmogorov(fwhm=fwhm).shear(e1=e1, e2=e2)
-            k = psf.drawImage(nx=_KERNEL, ny=_KERNEL, scale=_FINE_SCALE, method="no_pixel").array
-        elif family == "gaussian":
-            k = np.exp(-0.5 * r2 / (fwhm / 2.3548) ** 2)
-        elif family == "moffat":
-            alpha = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
-            k = (1 + r2 / alpha ** 2) ** -beta
-        else:
-            s = fwhm / 2.3548
-            core = np.exp(-0.5 * r2 / s ** 2) / s ** 2
-            wide = np.exp(-0.5 * r2 / (2.5 * s) ** 2) / (2.5 * s) ** 2
-            k = (1 - halo) * core + halo * wide
-        kernels.append(k / k.sum())
-    meta.update(psf=str(family), seeing_r=noise["r"]["seeing"] * factor)
-    return kernels
+        params = SURVEY.draw_psf(rng)
+    kernels = [p.drawImage(nx=_KERNEL, ny=_KERNEL, scale=_FINE_SCALE, method="no_pixel").array
+               for p in SURVEY.psfs(BANDS, params)]
+    meta.update(psf=params["family"], seeing_r=float(SURVEY.seeing("r")[0] * params["fwhm_factor"]))
+    return [k / k.sum() for k in kernels]
 
 
 def _observe(components, kernels, rng, separate=()):
@@ -255,7 +202,6 @@ def _observe(components, kernels, rng, separate=()):
     """
     from scipy.signal import fftconvolve
 
-    noise = band_noise()
     layers = [components] + [[components[i]] for i in separate]
     # (layer, band, y, x): the full scene, then each separated component alone
     stack = np.stack([sum(img[None] * np.asarray(flux)[:, None, None] for img, flux in layer)
@@ -263,19 +209,14 @@ def _observe(components, kernels, rng, separate=()):
     kern = np.stack(kernels)[None]
     conv = fftconvolve(stack, kern, mode="same", axes=(2, 3))
     binned = conv.reshape(len(layers), len(BANDS), SIZE, _SUPER, SIZE, _SUPER).sum((3, 5))
-    scene = binned[0]
-    sky = np.array([noise[b]["sky_sigma"] for b in BANDS])[:, None, None]
-    gain = np.array([noise[b]["njy_per_electron"] for b in BANDS])[:, None, None]
-    var = sky ** 2 + np.clip(scene, 0, None) * gain
-    out = scene + rng.standard_normal(scene.shape) * np.sqrt(var)
-    return out.astype(np.float32), list(binned[1:])
+    return SURVEY.add_noise(binned[0], BANDS, rng), list(binned[1:])
 
 
 def _arcs_detectable(arc, lens, meta):
     """Arcs count as detectable when, in g (where the blue source outshines the red lens), the
     lensed light has total S/N >= 25 over its pixels above 1 sigma, and at least 8 pixels are both
     above 2 sigma and brighter than the lens light there."""
-    sig = band_noise()["g"]["sky_sigma"]
+    sig = SURVEY.sky_sigma("g")[0]
     a, l = arc[0], lens[0]
     above = a > sig
     snr = a[above].sum() / (sig * np.sqrt(max(above.sum(), 1)))

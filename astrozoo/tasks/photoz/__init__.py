@@ -1,10 +1,26 @@
 """Photometric redshifts with mixture-density-network p(z) (task ``photo-z``).
 
-Registers the task's models (torch-free, so listing the zoo stays fast). ``photoz-sdss`` is the
-task default: a catalogue model trained on real SDSS galaxies with spectroscopic redshifts.
+Registers the task, its architectures and models (torch-free, so listing the zoo stays fast).
+``photoz-sdss`` is the task default: a catalogue model trained on real SDSS galaxies with
+spectroscopic redshifts. The metrics are `astrozoo.evaluation.photoz`.
 """
 
-from ...registry import ModelEntry, WeightsSource, register_model
+from ...registry import (ModelEntry, Task, WeightsSource, register_architecture, register_model,
+                         register_task)
+
+register_task(Task(
+    name="photo-z",
+    columns=("z_mean", "z_median", "z_mode", "z_std", "z_lo68", "z_hi68", "z_lo95", "z_hi95",
+             "mdn_weight", "mdn_mu", "mdn_sigma"),
+    pipeline_tag="tabular-regression",
+    key_metrics=("sigma_mad", "bias", "outlier_frac", "pit_ks", "coverage68"),
+    evaluator="astrozoo.evaluation.photoz:photoz_metrics",
+    description="photometric redshift p(z) as a Gaussian mixture truncated to z >= 0"))
+
+register_architecture("photoz-catalog-mdn", "astrozoo.tasks.photoz.catalog_model:CatalogPhotoZ",
+                      task="photo-z")
+register_architecture("photoz-image-mdn", "astrozoo.tasks.photoz.image_model:ImagePhotoZ",
+                      task="photo-z")
 
 register_model(ModelEntry(
     name="photoz-sdss",

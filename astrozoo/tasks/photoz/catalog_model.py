@@ -2,11 +2,12 @@
 ``photoz-catalog-mdn``).
 
 Inputs are the rows `astrozoo.io` delivers for a catalogue spec, ``[flux_b] + [flux_err_b] +
-[extinction_b]`` in nanomaggies and magnitudes. `preprocess` turns them into features in torch:
-extinction-corrected asinh magnitudes (Lupton, Gunn & Szalay 1999, with the SDSS softening per
-band, which stay finite for zero and negative fluxes), adjacent colours, log magnitude errors and
-a missing-value indicator per band, standardised by statistics stored as buffers (so they travel
-in ``model.safetensors``). The network is an ensemble of residual MLPs, each ending in an
+[extinction_b]`` in nanomaggies and magnitudes. `preprocess` is the spec's ``luptitude`` preset
+(`astrozoo.preprocessing.catalog.luptitudes`, with the SDSS survey preset's softening):
+extinction-corrected asinh magnitudes, adjacent colours, log magnitude errors and a
+missing-band indicator, NaN where a band is missing. The network standardises them by statistics
+stored as buffers (so they travel in ``model.safetensors``), sets missing entries to 0 (the
+training mean; the indicators say they are missing) and is an ensemble of residual MLPs, each ending in an
 `~astrozoo.tasks.photoz.mdn.MDNHead`; the members' mixtures are concatenated into one truncated
 Gaussian mixture in z that is the average of their densities, with all widths multiplied by one
 factor fitted on validation data.
@@ -14,23 +15,13 @@ factor fitted on validation data.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from ...modeling import ZooModel
 from .mdn import MDNHead, MixturePhotoZMixin, pack, union_log_weights
 
-__all__ = ["CatalogPhotoZ", "SDSS_SOFTENING_NMGY"]
-
-#: SDSS asinh-magnitude softening b per band, in nanomaggies (b / f0 = 1.4, 0.9, 1.2, 1.8,
-#: 7.4 x 1e-10; Stoughton et al. 2002), roughly the 1-sigma sky noise of an SDSS PSF flux.
-SDSS_SOFTENING_NMGY = {"u": 0.14, "g": 0.09, "r": 0.12, "i": 0.18, "z": 0.74}
-
-_POGSON = 2.5 / math.log(10)
-# Magnitude of 1 nanomaggy is 22.5; luptitudes need fluxes in units of f0 (= 1e9 nanomaggies).
-_NMGY_PER_F0 = 1e9
+__all__ = ["CatalogPhotoZ"]
 
 
 class _ResidualBlock(nn.Module):
@@ -73,9 +64,7 @@ class CatalogPhotoZ(MixturePhotoZMixin, ZooModel):
         super().__init__(config)
         kw = config.arch_kwargs
         self.n_members = int(kw.get("n_members", 1))
-        bands = self.spec.bands
-        self.register_buffer("softening", torch.tensor([SDSS_SOFTENING_NMGY[b] for b in bands]))
-        n_feat = self.n_raw_features
+        n_feat = self.n_features
         self.register_buffer("feat_mean", torch.zeros(n_feat))
         self.register_buffer("feat_std", torch.ones(n_feat))
         # Widths multiplier fitted on validation data after training (temperature scaling):
@@ -87,44 +76,18 @@ class CatalogPhotoZ(MixturePhotoZMixin, ZooModel):
             for _ in range(self.n_members))
 
     @property
-    def n_raw_features(self) -> int:
+    def n_features(self) -> int:
         """Magnitudes, colours, log errors and missing flags: 4 C - 1 for C bands."""
         return 4 * len(self.spec.bands) - 1
 
-    def raw_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Input rows (B, 3C) -> unstandardised features (B, 4C - 1) and their validity mask.
-
-        A band is missing when its flux or error is not finite or its error is not positive
-        (ivar = 0 in SDSS); its magnitude, colours and error are then invalid (zeroed after
-        standardisation) and its indicator feature is 1. Non-positive but measured fluxes are
-        kept: luptitudes handle them.
-        """
-        c = len(self.spec.bands)
-        x = x.float()
-        flux, err, ext = x[:, :c], x[:, c:2 * c], x[:, 2 * c:3 * c]
-        ext = torch.nan_to_num(ext, nan=0.0, posinf=0.0, neginf=0.0)
-        ok = torch.isfinite(flux) & torch.isfinite(err) & (err > 0)
-        # Correct fluxes (not magnitudes) for dust so the asinh softening stays in flux space.
-        dust = torch.pow(10.0, 0.4 * ext)
-        flux = torch.where(ok, flux, torch.zeros_like(flux)) * dust
-        err = torch.where(ok, err, torch.ones_like(err)) * dust
-        b = self.softening
-        mag = -_POGSON * (torch.asinh(flux / (2 * b)) + torch.log(b / _NMGY_PER_F0))
-        mag_err = _POGSON * err / torch.sqrt(flux ** 2 + 4 * b ** 2)
-        colours = mag[:, :-1] - mag[:, 1:]
-        feats = torch.cat([mag, colours, torch.log10(mag_err), (~ok).float()], dim=1)
-        valid = torch.cat([ok, ok[:, :-1] & ok[:, 1:], ok, torch.ones_like(ok)], dim=1)
-        return feats, valid
-
-    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """Input rows (B, 3C) in spec units -> standardised features; invalid entries -> 0 (the
-        training mean), flagged by the indicator features."""
-        feats, valid = self.raw_features(x)
+    def standardize(self, feats: torch.Tensor) -> torch.Tensor:
+        """Preprocessed features -> standardised, missing (NaN) entries at 0."""
         z = (feats - self.feat_mean) / self.feat_std
-        return torch.where(valid, z, torch.zeros_like(z))
+        return torch.where(torch.isfinite(z), z, torch.zeros_like(z))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features (B, F) -> packed mixture (B, 3 M K) of all ensemble members."""
+        """Preprocessed features (B, F) -> packed mixture (B, 3 M K) of all ensemble members."""
+        x = self.standardize(x)
         parts = [(w, mu, sigma * self.sigma_scale) for w, mu, sigma in (m(x) for m in self.members)]
         log_w = torch.cat([union_log_weights(*p, self.n_members) for p in parts], -1)
         return pack(log_w, torch.cat([p[1] for p in parts], -1),

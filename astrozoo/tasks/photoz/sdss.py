@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-__all__ = ["BANDS", "data_path", "load_sdss", "split_of", "catalog_rows"]
+__all__ = ["BANDS", "data_path", "load_sdss", "split_of", "model_inputs"]
 
 BANDS = ("u", "g", "r", "i", "z")
 _SPLITS = {0: "test", 1: "val"}
@@ -70,12 +70,10 @@ def load_sdss(split: str | None = None) -> Table:
     return out if split is None else out[out["split"] == split]
 
 
-def catalog_rows(table: Table, bands=BANDS) -> np.ndarray:
-    """Model-input rows (N, 3 * n_bands) float32: ``[flux_b...] + [flux_err_b...] +
-    [extinction_b...]``, the layout `astrozoo.io` delivers for catalogue specs (extinction 0
-    when the column is absent; NaN passed through)."""
-    cols = [np.asarray(table[f"flux_{b}"], np.float32) for b in bands]
-    cols += [np.asarray(table[f"flux_err_{b}"], np.float32) for b in bands]
-    cols += [np.asarray(table[f"extinction_{b}"], np.float32) if f"extinction_{b}" in table.colnames
-             else np.zeros(len(table), np.float32) for b in bands]
-    return np.stack(cols, axis=1)
+def model_inputs(table: Table, spec) -> np.ndarray:
+    """The input rows a catalogue model with `spec` receives for `table`, read through the
+    input pipeline (`astrozoo.io.open_inputs`), so training sees exactly what inference does."""
+    from astrozoo.io import open_inputs
+
+    cs = open_inputs(table, spec)
+    return cs.read_batch(np.arange(len(cs))).data

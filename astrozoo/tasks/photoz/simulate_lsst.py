@@ -24,67 +24,37 @@ Population (per object):
 - disk axis ratio of a thin disk (intrinsic 0.15) at random inclination, bulge 0.6-1;
 - a sub-pixel centroid offset (uniform within +-0.5 pixel).
 
-Observation: 0.2 arcsec pixels, 64x64 stamps, pixel values in nJy (AB zero point 31.4), a
-Kolmogorov PSF per band with the LSST FWHM times a per-object factor 0.9-1.15, and Gaussian noise
-with the variance of the 10-year coadd sky (set by the 5-sigma depths in `LSST_10YR`) plus the
-source's own Poisson counts.
+Observation: the ``lsst`` survey preset (`astrozoo.surveys`): 0.2 arcsec pixels, 64x64 stamps,
+pixel values in nJy, a Kolmogorov PSF per band with the preset's FWHM times a per-object factor
+0.9-1.15, and the preset's 10-year coadd noise (sky and read noise plus the source's own Poisson
+counts).
 The cosmic mean redshift-magnitude relation is the only source of the prior; there is no IGM
 absorption (CWW templates as shipped).
 """
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BANDS", "PIXEL_SCALE", "STAMP_SIZE", "AB_ZP_NJY", "LSST_10YR", "APERTURE_RADII",
-           "sky_sigma_njy", "template_mags", "sample_population",
-           "render", "simulate", "aperture_masks", "aperture_fluxes", "load_or_simulate"]
+from ...surveys import get_survey
 
-BANDS = ("u", "g", "r", "i", "z", "y")
-PIXEL_SCALE = 0.2
+__all__ = ["SURVEY", "BANDS", "PIXEL_SCALE", "STAMP_SIZE", "template_mags", "sample_population",
+           "render", "simulate", "load_or_simulate"]
+
+SURVEY = get_survey("lsst")
+BANDS = SURVEY.bands
+PIXEL_SCALE = SURVEY.pixel_scale
 STAMP_SIZE = 64
-AB_ZP_NJY = 31.4
-
-#: Per-band LSST 10-year coadd: 5-sigma point-source depth and sky brightness (mag/arcsec^2)
-#: from Ivezic et al. (2019, Table 1), PSF FWHM (arcsec) as in lenstronomy's LSST configuration.
-LSST_10YR = {
-    "u": dict(m5=26.1, sky=22.9, seeing=0.81),
-    "g": dict(m5=27.4, sky=22.3, seeing=0.77),
-    "r": dict(m5=27.5, sky=21.2, seeing=0.73),
-    "i": dict(m5=26.8, sky=20.5, seeing=0.71),
-    "z": dict(m5=26.1, sky=19.6, seeing=0.69),
-    "y": dict(m5=24.9, sky=18.6, seeing=0.68),
-}
-
-#: Radii (pixels) of the circular apertures of the photometry baseline: 0.6" and 1.2".
-APERTURE_RADII = (3.0, 6.0)
 
 TEMPLATES = ("E", "Sbc", "Scd", "Im")
 Z_MIN, Z_MAX = 0.02, 3.0
 I_MIN, I_MAX = 19.0, 25.3
 _ZGRID = np.linspace(0.0, Z_MAX, 601)
 CHUNK = 500  # objects per random stream: results do not depend on the number of workers
-
-
-def sky_sigma_njy(band: str) -> float:
-    """Per-pixel sky noise (nJy) of the 10-year coadd in `band`, from its 5-sigma depth: a point
-    source of magnitude m5 has S/N 5 over n_eff = 2.266 (FWHM / pixel)^2 pixels."""
-    c = LSST_10YR[band]
-    n_eff = 2.266 * (c["seeing"] / PIXEL_SCALE) ** 2
-    return float(10 ** (-0.4 * (c["m5"] - AB_ZP_NJY)) / (5 * np.sqrt(n_eff)))
-
-
-def _njy_per_electron(band: str) -> float:
-    """nJy per effective electron: the sky level divided by its Poisson count, so the source's
-    own shot noise has the right size relative to the sky's."""
-    c = LSST_10YR[band]
-    sky_njy = 10 ** (-0.4 * (c["sky"] - AB_ZP_NJY)) * PIXEL_SCALE ** 2
-    return float(sky_sigma_njy(band) ** 2 / sky_njy)
 
 
 @lru_cache(maxsize=1)
@@ -143,7 +113,7 @@ def sample_population(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]
     w_disk[lo, 1], w_disk[lo, 2] = 1 - t[lo], t[lo]
     w_disk[~lo, 2], w_disk[~lo, 3] = 2 - t[~lo], t[~lo] - 1
     ratios = _template_flux_ratios(z)  # (n, template, band), each template has f_i = 1
-    flux_i = 10 ** (-0.4 * (i_mag - AB_ZP_NJY))
+    flux_i = SURVEY.flux(i_mag)
     bulge_flux = (bt * flux_i)[:, None] * np.einsum("nt,ntb->nb", w_bulge, ratios)
     disk_flux = ((1 - bt) * flux_i)[:, None] * np.einsum("nt,ntb->nb", w_disk, ratios)
 
@@ -156,7 +126,7 @@ def sample_population(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]
     bulge_hlr = np.maximum(disk_hlr * rng.uniform(0.2, 0.6, n), 0.05)
     cos_i = rng.random(n)
     disk_q = np.sqrt(cos_i ** 2 * (1 - 0.15 ** 2) + 0.15 ** 2)
-    seeing = np.array([LSST_10YR[b]["seeing"] for b in BANDS])
+    seeing = SURVEY.seeing(BANDS)
     return dict(z=z, i_mag=i_mag, bt=bt, bulge_flux=bulge_flux, disk_flux=disk_flux,
                 disk_hlr=disk_hlr, bulge_hlr=bulge_hlr, disk_q=disk_q,
                 bulge_q=rng.uniform(0.6, 1.0, n), beta=rng.uniform(0, np.pi, n),
@@ -169,11 +139,11 @@ def render(params: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarra
     `sample_population`."""
     import galsim
 
+    from ...surveys import psf_profile
+
     gsp = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=2e-3)
     n = len(params["z"])
     out = np.empty((n, len(BANDS), STAMP_SIZE, STAMP_SIZE), np.float32)
-    sky_var = np.array([sky_sigma_njy(b) ** 2 for b in BANDS])
-    e_njy = np.array([_njy_per_electron(b) for b in BANDS])
     for k in range(n):
         beta = params["beta"][k] * galsim.radians
         bulge = galsim.DeVaucouleurs(half_light_radius=params["bulge_hlr"][k], gsparams=gsp) \
@@ -183,34 +153,11 @@ def render(params: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarra
         for b in range(len(BANDS)):
             gal = (bulge.withFlux(params["bulge_flux"][k, b])
                    + disk.withFlux(params["disk_flux"][k, b]))
-            psf = galsim.Kolmogorov(fwhm=params["psf_fwhm"][k, b], gsparams=gsp)
+            psf = psf_profile("kolmogorov", params["psf_fwhm"][k, b], gsparams=gsp)
             img = galsim.Convolve(gal, psf).drawImage(
                 nx=STAMP_SIZE, ny=STAMP_SIZE, scale=PIXEL_SCALE, offset=tuple(params["offset"][k]))
             out[k, b] = img.array
-    # Sky-dominated Gaussian noise plus the source's Poisson variance (in electrons).
-    var = sky_var[None, :, None, None] + np.maximum(out, 0) * e_njy[None, :, None, None]
-    out += (rng.standard_normal(out.shape) * np.sqrt(var)).astype(np.float32)
-    return out
-
-
-def aperture_masks(radii=APERTURE_RADII, size: int = STAMP_SIZE) -> np.ndarray:
-    """Exact-overlap circular aperture weights (R, size, size) centred on the stamp, from
-    photutils (pixel centres at integers, so the stamp centre is (size - 1) / 2)."""
-    from photutils.aperture import CircularAperture
-
-    c = (size - 1) / 2
-    return np.stack([CircularAperture((c, c), r).to_mask(method="exact").to_image((size, size))
-                     for r in radii]).astype(np.float32)
-
-
-def aperture_fluxes(images: np.ndarray, radii=APERTURE_RADII) -> np.ndarray:
-    """Aperture fluxes (N, bands, R) of stamps (N, bands, H, W) in their own units.
-
-    Equivalent to ``photutils.aperture.aperture_photometry`` at the stamp centre for every
-    image, done as one product with the photutils masks.
-    """
-    masks = aperture_masks(radii, images.shape[-1])
-    return np.einsum("nbhw,rhw->nbr", images, masks, optimize=True)
+    return SURVEY.add_noise(out, BANDS, rng)
 
 
 def _simulate_chunk(args) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -226,8 +173,8 @@ def simulate(n: int, seed: int, workers: int = 1) -> dict[str, np.ndarray]:
     Returns
     -------
     dict
-        ``images`` (n, 6, 64, 64) float32 nJy, ``phot`` (n, 6, 2) aperture fluxes (nJy), and the
-        per-object parameters of `sample_population`.
+        ``images`` (n, 6, 64, 64) float32 nJy and the per-object parameters of
+        `sample_population`.
     """
     seeds = np.random.SeedSequence(seed).spawn((n + CHUNK - 1) // CHUNK)
     jobs = [(min(CHUNK, n - i * CHUNK), s) for i, s in enumerate(seeds)]
@@ -239,21 +186,14 @@ def simulate(n: int, seed: int, workers: int = 1) -> dict[str, np.ndarray]:
         parts = [_simulate_chunk(j) for j in jobs]
     out = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
     out["images"] = np.concatenate([p[0] for p in parts])
-    out["phot"] = aperture_fluxes(out["images"])
     return out
 
 
 def load_or_simulate(name: str, n: int, seed: int, cache_dir: str | Path | None = None,
                      workers: int = 1) -> dict[str, np.ndarray]:
-    """`simulate`, cached as ``.npy`` files under `cache_dir` (default ``data_cache/``)."""
-    cache = Path(cache_dir or os.environ.get("ASTROZOO_DATA_CACHE", "data_cache"))
-    d = cache / f"photoz_lsst_{name}_n{n}_s{seed}"
-    if (d / "done").is_file():
-        return {p.stem: np.load(p, mmap_mode="r" if p.stem == "images" else None)
-                for p in d.glob("*.npy")}
-    data = simulate(n, seed, workers)
-    d.mkdir(parents=True, exist_ok=True)
-    for k, v in data.items():
-        np.save(d / f"{k}.npy", v)
-    (d / "done").touch()
-    return data
+    """`simulate`, cached by `astrozoo.training.cache.cached` (images memory-mapped)."""
+    from ...training.cache import cached
+
+    # v2: the survey preset's noise model
+    return cached(f"photoz_lsst_v2_{name}_n{n}_s{seed}", lambda: simulate(n, seed, workers),
+                  cache_dir)

@@ -1,12 +1,20 @@
-"""Recipe for ``photoz-lsst``: simulate LSST-like cutouts, train the image MDN and the
-photometry-only MDN baseline on the same objects.
+"""Recipe for ``photoz-lsst``: simulate LSST-like cutouts, train the photometry-only MDN, then the
+image MDN started from it.
 
     python -m astrozoo.tasks.photoz.train_lsst --seed 0 --out runs/photoz-lsst
 
-Simulated sets (cached as .npy under ``data_cache/``): training (seed ``seed``), validation
-(seed ``seed + 1``); the benchmark's held-out test set uses another seed. The image model is
-written in Hub layout to ``--out`` (float16 safetensors); the baseline is cheap and is retrained
-by the benchmark from the cached training photometry, so both are compared in the same run.
+Simulated sets (training-data cache): training (seed ``seed``), validation (seed ``seed + 1``);
+the benchmark's held-out test set uses another seed. Both stages run in the shared loop
+(`astrozoo.training.fit`) and keep the epoch with the best validation NLL:
+
+1. `train_photometry_mdn`: the photometry-only MDN on the photutils aperture fluxes of the
+   stamps. It is also the benchmark's baseline (retrained there with the same call).
+2. `train_image_model`: `ImagePhotoZ` whose MLP and head start as the converged photometry MDN
+   (the CNN's inputs to the MLP at zero), so the CNN only has to learn what the pixels add:
+   converging the colour -> z mapping takes far more steps than the CNN can afford on one CPU
+   thread. CNN at ``lr``, MLP and head at ``lr / 10``.
+
+The image model is written in Hub layout to ``--out`` (float16 safetensors).
 """
 
 from __future__ import annotations
@@ -20,46 +28,50 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...cards import read_card_source
 from ...config import InputSpec, ModelConfig
-from ...inference.tta import dihedral
-from .image_model import AperturePhotometry, ImagePhotoZ
+from ...registry import get_task
+from ...training import TrainConfig, fit
+from .image_model import AperturePhotometry, ImagePhotoZ, aperture_masks
 from .mdn import MDNHead, mdn_nll, pack, unpack
-from .simulate_lsst import (APERTURE_RADII, BANDS, PIXEL_SCALE, STAMP_SIZE, aperture_masks,
-                            load_or_simulate, sky_sigma_njy)
+from .simulate_lsst import BANDS, PIXEL_SCALE, STAMP_SIZE, SURVEY, load_or_simulate
 
-__all__ = ["N_TRAIN", "N_VAL", "image_config", "PhotometryMDN", "train_photometry_mdn",
-           "train_image_model", "main"]
+__all__ = ["N_TRAIN", "N_VAL", "NAME", "APERTURE_RADII", "image_config", "PhotometryMDN",
+           "aperture_fluxes", "train_photometry_mdn", "train_image_model", "main"]
 
+NAME = "photoz-lsst"
 N_TRAIN, N_VAL = 36_000, 3_000
+#: Radii (pixels) of the circular apertures: 0.6" and 1.2".
+APERTURE_RADII = (3.0, 6.0)
 
 
 def image_config(**arch) -> ModelConfig:
     """Config of ``photoz-lsst`` (LSST-like ugrizy 64x64 nJy cutouts)."""
     arch_kwargs = dict(channels=[16, 32, 64, 128], layers=[1, 1, 1, 1], stem_width=16, crop=32,
-                       softening=[round(sky_sigma_njy(b), 4) for b in BANDS],
                        aperture_radii=list(APERTURE_RADII), hidden=128, n_components=5)
     arch_kwargs.update(arch)
     return ModelConfig(
-        name="photoz-lsst", task="photo-z", architecture="photoz-image-mdn",
-        arch_kwargs=arch_kwargs,
-        input_spec=InputSpec(kind="image", survey="lsst-like", bands=BANDS,
-                             pixel_scale=PIXEL_SCALE, size=STAMP_SIZE, flux_unit="nJy",
-                             normalization="identity"),
-        outputs=("z_mean", "z_median", "z_mode", "z_std", "z_lo68", "z_hi68", "z_lo95",
-                 "z_hi95", "mdn_weight", "mdn_mu", "mdn_sigma"),
-        card="model_cards/photoz-lsst.md")
+        name=NAME, task="photo-z", architecture="photoz-image-mdn", arch_kwargs=arch_kwargs,
+        input_spec=InputSpec(kind="image", survey=SURVEY.name, bands=BANDS,
+                             pixel_scale=PIXEL_SCALE, size=STAMP_SIZE, flux_unit=SURVEY.flux_unit,
+                             normalization="asinh", normalization_kwargs={
+                                 "softening": 1.0,
+                                 "sky_sigma": [round(float(s), 4) for s in SURVEY.sky_sigma(BANDS)]}),
+        outputs=get_task("photo-z").columns, card=f"model_cards/{NAME}.md")
 
 
 class PhotometryMDN(nn.Module):
-    """Photometry-only baseline: aperture fluxes (B, 6, R) -> luptitudes -> MLP -> MDN.
+    """Photometry-only MDN: aperture fluxes (B, 6, R) -> luptitudes -> MLP -> MDN.
 
-    Uses the same aperture layer (photutils masks, sky-noise softening) as `ImagePhotoZ`, so the
-    two differ only in what the image adds.
+    The same aperture layer (photutils masks, sky-noise softening) and MLP + head shapes as
+    `ImagePhotoZ`, so the two differ only in what the image adds, and its weights can start
+    the image model.
     """
 
     def __init__(self, softening, radii=APERTURE_RADII, hidden: int = 128, n_components: int = 5):
         super().__init__()
-        self.apertures = AperturePhotometry(torch.from_numpy(aperture_masks(radii)), softening)
+        self.apertures = AperturePhotometry(torch.from_numpy(aperture_masks(radii, STAMP_SIZE)),
+                                            softening)
         n_in = len(softening) * len(radii)
         self.mlp = nn.Sequential(nn.Linear(n_in, hidden), nn.GELU(), nn.Linear(hidden, hidden),
                                  nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
@@ -69,143 +81,74 @@ class PhotometryMDN(nn.Module):
         return pack(*self.head(self.mlp(self.apertures(flux))))
 
 
-def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """A random element of the dihedral group (the galaxy population is isotropic)."""
-    flip = bool(torch.rand((), generator=g) < 0.5)
-    return dihedral(x, int(torch.randint(4, (), generator=g)) + 4 * flip)
+def aperture_fluxes(images, radii=APERTURE_RADII, batch: int = 2000) -> np.ndarray:
+    """Aperture fluxes (N, bands, R) of stamps (N, bands, H, W), in their own units; equal to
+    ``photutils.aperture.aperture_photometry`` at the stamp centre."""
+    masks = torch.from_numpy(aperture_masks(radii, images.shape[-1]))
+    return np.concatenate([torch.einsum("nbhw,rhw->nbr", torch.from_numpy(
+        np.asarray(images[i:i + batch], np.float32)), masks).numpy()
+        for i in range(0, len(images), batch)])
 
 
-def _cosine_schedule(opt, total_steps: int, warmup: int):
-    def f(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, total_steps - warmup)))
-    return torch.optim.lr_scheduler.LambdaLR(opt, f)
-
-
-@torch.no_grad()
-def _nll(fn, inputs, z, batch: int = 512) -> float:
-    outs = torch.cat([fn(*(a[i:i + batch] for a in inputs)) for i in range(0, len(z), batch)])
-    return float(mdn_nll(*unpack(outs), z))
+def _nll(out, z):
+    return mdn_nll(*unpack(out.float()), z)
 
 
 def train_photometry_mdn(phot_train, z_train, phot_val, z_val, *, seed: int = 0,
-                         epochs: int = 150, batch_size: int = 512, lr: float = 3e-3,
-                         log=print) -> PhotometryMDN:
-    """Train the photometry-only baseline; returns the epoch with the best validation NLL.
+                         epochs: int = 150, log=print) -> PhotometryMDN:
+    """Train the photometry-only MDN on aperture fluxes; returns the best validation epoch.
 
-    150 epochs, as the image model's photometry stage: at 100 the baseline is not converged
-    (test sigma_MAD 0.0340 against 0.0336), which would flatter the image model.
+    150 epochs: at 100 it is not converged (test sigma_MAD 0.0340 against 0.0336), which would
+    flatter the image model it is compared with.
     """
     torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    model = PhotometryMDN([sky_sigma_njy(b) for b in BANDS])
-    x, z = torch.as_tensor(np.asarray(phot_train), dtype=torch.float32), \
-        torch.as_tensor(np.asarray(z_train), dtype=torch.float32)
-    xv, zv = torch.as_tensor(np.asarray(phot_val), dtype=torch.float32), \
-        torch.as_tensor(np.asarray(z_val), dtype=torch.float32)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * (len(z) // batch_size)
-    sched = _cosine_schedule(opt, steps, warmup=200)
-    best = (np.inf, None)
-    for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(len(z), generator=g)
-        for i in range(0, len(z) - batch_size + 1, batch_size):
-            idx = perm[i:i + batch_size]
-            loss = mdn_nll(*unpack(model(x[idx])), z[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        model.eval()
-        val = _nll(model, (xv,), zv)
-        if val < best[0]:
-            best = (val, {k: v.clone() for k, v in model.state_dict().items()})
-        if epoch % 10 == 9 or epoch == epochs - 1:
-            log(f"[photometry] epoch {epoch + 1}/{epochs} val NLL {val:.4f}")
-    model.load_state_dict(best[1])
-    return model.eval()
+    model = PhotometryMDN(list(SURVEY.sky_sigma(BANDS)))
+    cfg = TrainConfig(epochs=epochs, batch_size=512, lr=3e-3, weight_decay=1e-4, warmup_steps=200,
+                      augment=None, monitor="loss", seed=seed, log_every=10 ** 9)
+    z_train, z_val = np.asarray(z_train, np.float32), np.asarray(z_val, np.float32)
+    res = fit(model, (np.asarray(phot_train, np.float32), z_train),
+              (np.asarray(phot_val, np.float32), z_val), loss=_nll, config=cfg, progress=False,
+              log=lambda m: None)
+    log(f"[photometry] best validation NLL {res.best:.4f} at epoch {res.best_epoch}")
+    return model
 
 
-def _pretrain_photometry_part(model: ImagePhotoZ, phot, z, *, epochs: int, batch_size: int,
-                              lr: float, g: torch.Generator) -> None:
-    """Fit the MLP and head on the aperture features alone (CNN features held at zero), then
-    zero the MLP's CNN input weights, so that the full model starts as a converged photometry
-    MDN and the CNN only has to learn what the pixels add. Converging the colour -> z mapping
-    takes far more steps than the CNN can afford on one CPU thread."""
-    params = [*model.mlp.parameters(), *model.head.parameters()]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    sched = _cosine_schedule(opt, epochs * (len(z) // batch_size), warmup=200)
-    zeros = torch.zeros(batch_size, model.backbone.num_features)
-    feats = model.apertures(phot)
-    for _ in range(epochs):
-        perm = torch.randperm(len(z), generator=g)
-        for i in range(0, len(z) - batch_size + 1, batch_size):
-            idx = perm[i:i + batch_size]
-            h = model.mlp(torch.cat([zeros, feats[idx]], dim=1))
-            loss = mdn_nll(*model.head(h), z[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
+def start_from_photometry(model: ImagePhotoZ, phot: PhotometryMDN) -> None:
+    """Copy the photometry MDN's MLP and head into `model`, with the CNN's MLP inputs at zero."""
+    n_cnn = model.backbone.num_features
     with torch.no_grad():
-        model.mlp[0].weight[:, :model.backbone.num_features] = 0
+        model.mlp[0].weight.zero_()
+        model.mlp[0].weight[:, n_cnn:] = phot.mlp[0].weight
+        model.mlp[0].bias.copy_(phot.mlp[0].bias)
+        for dst, src in ((model.mlp[1:], phot.mlp[1:]), (model.head, phot.head)):
+            dst.load_state_dict(src.state_dict())
 
 
-def train_image_model(train, val, *, seed: int = 0, epochs: int = 32, batch_size: int = 256,
-                      lr: float = 3e-3, pretrain_epochs: int = 150, log=print,
-                      **arch) -> ImagePhotoZ:
-    """Train `ImagePhotoZ` on simulated sets (dicts from `load_or_simulate`).
-
-    Two stages: `_pretrain_photometry_part`, then the whole network (CNN at `lr`, the pretrained
-    MLP and head at lr / 10). The CNN sees the central crop and the aperture branch the cached
-    photometry of the full stamp (identical to what `ImagePhotoZ.forward` computes), so only the
-    crops are held in memory. The returned weights are those of the best validation epoch.
-    """
+def train_image_model(train, val, *, seed: int = 0, epochs: int = 32, lr: float = 3e-3,
+                      photometry: PhotometryMDN | None = None, out=None, checkpoint_dir=None,
+                      log=print, **arch) -> ImagePhotoZ:
+    """Train `ImagePhotoZ` on simulated sets (dicts from `load_or_simulate`): stage 1
+    (`train_photometry_mdn`, unless `photometry` is given), then the whole network."""
+    if photometry is None:
+        photometry = train_photometry_mdn(aperture_fluxes(train["images"]), train["z"],
+                                          aperture_fluxes(val["images"]), val["z"], seed=seed,
+                                          log=log)
     torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
     model = ImagePhotoZ(image_config(**arch))
-    c = model.crop
-    lo = (STAMP_SIZE - c) // 2
+    start_from_photometry(model, photometry)
+    cfg = TrainConfig(epochs=epochs, batch_size=256, lr=lr, weight_decay=1e-4, warmup_steps=200,
+                      augment="dihedral", monitor="loss", seed=seed)
+    model.config = model.config.replace(training={"train_config": cfg.to_dict()})
+    groups = [{"params": list(model.backbone.parameters()), "lr_scale": 1.0},
+              {"params": [*model.mlp.parameters(), *model.head.parameters()], "lr_scale": 0.1}]
 
-    def tensors(d):
-        core = torch.from_numpy(np.ascontiguousarray(d["images"][:, :, lo:lo + c, lo:lo + c]))
-        return core, torch.as_tensor(d["phot"], dtype=torch.float32), \
-            torch.as_tensor(d["z"], dtype=torch.float32)
+    def data(d):
+        # float16 halves the memory of the training set; its rounding is far below the noise
+        return np.asarray(d["images"], np.float16), np.asarray(d["z"], np.float32)
 
-    core, phot, z = tensors(train)
-    vcore, vphot, vz = tensors(val)
-    fwd = lambda a, b: pack(*model.head(model.features_from_parts(a, b)))  # noqa: E731
-    t0 = time.time()
-    _pretrain_photometry_part(model, phot, z, epochs=pretrain_epochs, batch_size=512, lr=lr, g=g)
-    model.eval()
-    log(f"[image] photometry pretraining: val NLL {_nll(fwd, (vcore, vphot), vz):.4f} "
-        f"({time.time() - t0:.0f} s)")
-    head_params = [*model.mlp.parameters(), *model.head.parameters()]
-    opt = torch.optim.AdamW([{"params": model.backbone.parameters(), "lr": lr},
-                             {"params": head_params, "lr": lr / 10}], weight_decay=1e-4)
-    sched = _cosine_schedule(opt, epochs * (len(z) // batch_size), warmup=200)
-    best = (np.inf, None)
-    for epoch in range(epochs):
-        t0 = time.time()
-        model.train()
-        perm = torch.randperm(len(z), generator=g)
-        for i in range(0, len(z) - batch_size + 1, batch_size):
-            idx = perm[i:i + batch_size]
-            loss = mdn_nll(*unpack(fwd(_augment(core[idx], g), phot[idx])), z[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        model.eval()
-        val_nll = _nll(fwd, (vcore, vphot), vz)
-        if val_nll < best[0]:
-            best = (val_nll, {k: v.clone() for k, v in model.state_dict().items()})
-        log(f"[image] epoch {epoch + 1}/{epochs} train NLL {loss.item():.4f} val NLL "
-            f"{val_nll:.4f} ({time.time() - t0:.0f} s)")
-    model.load_state_dict(best[1])
-    return model.eval()
+    fit(model, data(train), data(val), loss=_nll, config=cfg, param_groups=groups, out=out,
+        save_dtype=torch.float16, checkpoint_dir=checkpoint_dir, progress=False, log=log)
+    return model
 
 
 def main(argv=None) -> Path:
@@ -215,7 +158,7 @@ def main(argv=None) -> Path:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--epochs", type=int, default=32)
     p.add_argument("--n-train", type=int, default=N_TRAIN)
-    p.add_argument("--cache-dir", type=Path, default=Path("data_cache"))
+    p.add_argument("--cache-dir", type=Path, default=None, help="training-data cache")
     p.add_argument("--workers", type=int, default=2, help="simulation processes")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -225,16 +168,18 @@ def main(argv=None) -> Path:
     print(f"simulated/loaded {args.n_train} + {N_VAL} objects in {time.time() - t0:.0f} s",
           flush=True)
     log = lambda s: print(s, flush=True)  # noqa: E731
-    model = train_image_model(train, val, seed=args.seed, epochs=args.epochs, log=log)
+    ckpt = Path("runs") / f"{NAME}-seed{args.seed}" / "checkpoint"
+    model = train_image_model(train, val, seed=args.seed, epochs=args.epochs, log=log,
+                              checkpoint_dir=ckpt)
     model.config = model.config.replace(training=dict(
         command=f"python -m astrozoo.tasks.photoz.train_lsst --seed {args.seed} --out {args.out}"
                 f" --epochs {args.epochs} --n-train {args.n_train}",
         seed=args.seed, n_train=args.n_train, n_val=N_VAL, epochs=args.epochs,
         data="GalSim bulge+disk CWW galaxies, LSST-like ugrizy 10-year coadd "
-             "(astrozoo.tasks.photoz.simulate_lsst)",
+             "(astrozoo.tasks.photoz.simulate_lsst, survey preset 'lsst')",
+        train_config=model.config.training["train_config"],
         wall_time_s=round(time.time() - t0)))
-    card = Path(model.config.card)
-    model.card = card.read_text() if card.is_file() else ""
+    model.card = read_card_source(NAME)
     model.save_pretrained(args.out, dtype=torch.float16)
     print(json.dumps(model.config.training), flush=True)
     return args.out

@@ -3,9 +3,10 @@ wheel (`astrozoo.tasks.photoz.sdss`).
 
     python -m astrozoo.tasks.photoz.train_sdss --seed 0 --out astrozoo/weights/photoz-sdss
 
-Each ensemble member is trained on the training split with its own seed and data order, by AdamW
-(one-cycle schedule) on the truncated-mixture NLL; the epoch kept is the one with the lowest NLL
-on the validation split. In each batch a random 15% of the galaxies lose one random band (flux
+Each ensemble member is trained on the training split with its own seed and data order by the
+shared loop (`astrozoo.training.fit`: AdamW, warm-up + cosine) on the truncated-mixture NLL; the
+epoch kept is the one with the lowest NLL on the validation split. Inputs are read from the
+catalogue through the input pipeline, as at inference. In each batch a random 15% of the galaxies lose one random band (flux
 and error set to NaN, as for an unmeasured band), so the missing-band indicators are learned:
 the SDSS sample itself has no missing bands. Finally one multiplier of all the ensemble's widths
 is fitted by minimising the validation NLL (temperature scaling). The test split is never read.
@@ -19,7 +20,6 @@ real colours no longer match.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 from pathlib import Path
@@ -27,29 +27,37 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
+from torch import nn
 
-from ...config import TASKS, InputSpec, ModelConfig
+from ...cards import read_card_source
+from ...config import InputSpec, ModelConfig
+from ...registry import get_task
+from ...evaluation.photoz import photoz_metrics
+from ...surveys import get_survey
+from ...training import TrainConfig, fit
 from .catalog_model import CatalogPhotoZ
-from .mdn import mdn_nll, unpack
-from .metrics import photoz_metrics
-from .sdss import BANDS, catalog_rows, load_sdss
+from .mdn import mdn_nll, pack, unpack
+from .sdss import BANDS, load_sdss, model_inputs
 
 __all__ = ["build_model", "fit_feature_stats", "drop_bands", "train_member", "fit_sigma_scale",
            "main"]
 
-CARD = Path("model_cards/photoz-sdss.md")
+NAME = "photoz-sdss"
 
 
 def build_model(seed: int, n_members: int, n_components: int, width: int, depth: int,
                 dropout: float, epochs: int) -> CatalogPhotoZ:
     """An untrained `CatalogPhotoZ` with the ``photoz-sdss`` config."""
+    sdss = get_survey("sdss")
     spec = InputSpec(kind="catalog", survey="sdss", bands=BANDS, pixel_scale=None, size=None,
-                     flux_unit="nanomaggy", normalization="identity")
+                     flux_unit=sdss.flux_unit, normalization="luptitude",
+                     normalization_kwargs={"softening": [sdss.softening[b] for b in BANDS],
+                                           "zero_point": round(sdss.zero_point, 6)})
     config = ModelConfig(
-        name="photoz-sdss", task="photo-z", architecture="photoz-catalog-mdn",
+        name=NAME, task="photo-z", architecture="photoz-catalog-mdn",
         arch_kwargs={"n_members": n_members, "n_components": n_components, "width": width,
                      "depth": depth, "dropout": dropout},
-        input_spec=spec, outputs=TASKS["photo-z"], license="MIT", card=str(CARD),
+        input_spec=spec, outputs=get_task("photo-z").columns, license="MIT", card=f"model_cards/{NAME}.md",
         training={"command": "python -m astrozoo.tasks.photoz.train_sdss " + " ".join(sys.argv[1:]),
                   "seed": seed, "epochs": epochs,
                   "data": "kcorrect 5.1 data/test/gst_tests_small.fits: 10,000 real SDSS galaxies; "
@@ -60,13 +68,14 @@ def build_model(seed: int, n_members: int, n_components: int, width: int, depth:
 
 
 def fit_feature_stats(model: CatalogPhotoZ, rows: torch.Tensor) -> None:
-    """Set the standardisation buffers from the valid training features.
+    """Set the standardisation buffers from the valid (finite) preprocessed training features.
 
     The missing-band indicators stay 0/1 (mean 0, std 1): the training set has almost no missing
     bands, so their own standard deviation is ~0 and would blow a flag up to ~1e3, swamping
     every other input.
     """
-    feats, valid = model.raw_features(rows)
+    feats = model.preprocess(rows)
+    valid = torch.isfinite(feats)
     n = valid.sum(0).clamp_min(1)
     mean = torch.where(valid, feats, 0).sum(0) / n
     std = (torch.where(valid, (feats - mean) ** 2, 0).sum(0) / n).sqrt().clamp_min(1e-3)
@@ -76,51 +85,59 @@ def fit_feature_stats(model: CatalogPhotoZ, rows: torch.Tensor) -> None:
     model.feat_std.copy_(std)
 
 
-def drop_bands(rows: torch.Tensor, n_bands: int, p: float, gen: torch.Generator) -> torch.Tensor:
-    """Copy of input rows where a fraction `p` of objects have one random band unmeasured."""
-    rows = rows.clone()
-    hit = torch.nonzero(torch.rand(len(rows), generator=gen) < p).squeeze(1)
-    band = torch.randint(n_bands, (len(hit),), generator=gen)
-    rows[hit, band] = float("nan")
-    rows[hit, n_bands + band] = float("nan")
-    return rows
+def drop_bands(p: float, n_bands: int):
+    """Augmentation for `fit`: a fraction `p` of the objects in each batch have one random band
+    unmeasured (flux and error NaN)."""
+    def augment(rows, z, gen):
+        rows = rows.clone()
+        hit = torch.nonzero(torch.rand(len(rows), generator=gen) < p).squeeze(1)
+        band = torch.randint(n_bands, (len(hit),), generator=gen)
+        rows[hit, band] = float("nan")
+        rows[hit, n_bands + band] = float("nan")
+        return rows, z
+
+    augment.__name__ = f"drop_bands(p={p})"
+    return augment
 
 
-def train_member(model: CatalogPhotoZ, i: int, train_rows, z_train, val_x, z_val, *, seed: int,
-                 epochs: int, batch_size: int = 128, lr: float = 2e-3, weight_decay: float = 1e-4,
-                 p_drop_band: float = 0.15) -> float:
+class _MemberNet(nn.Module):
+    """Ensemble member `i` of `model` as a trainable network: the parent's preprocessing and
+    standardisation (not trained) in front of the member's MLP + MDN head."""
+
+    def __init__(self, model: CatalogPhotoZ, i: int):
+        super().__init__()
+        self.member = model.members[i]
+        self._parent = (model,)  # a tuple, so the parent's parameters are not this module's
+
+    def preprocess(self, x):
+        return self._parent[0].preprocess(x)
+
+    def forward(self, x):
+        return pack(*self.member(self._parent[0].standardize(x)))
+
+
+def _nll(out, z):
+    return mdn_nll(*unpack(out.float()), z)
+
+
+def train_member(model: CatalogPhotoZ, i: int, train_rows, z_train, val_rows, z_val, *,
+                 seed: int, epochs: int, batch_size: int = 128, lr: float = 2e-3,
+                 weight_decay: float = 1e-4, p_drop_band: float = 0.15) -> float:
     """Train ensemble member `i` in place; returns its best validation NLL."""
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    member = model.members[i]
-    opt = torch.optim.AdamW(member.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * ((len(train_rows) + batch_size - 1) // batch_size)
     n_bands = len(model.spec.bands)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    best, best_state = float("inf"), None
-    for _ in range(epochs):
-        member.train()
-        perm = torch.randperm(len(train_rows), generator=gen)
-        for s in range(0, len(perm), batch_size):
-            idx = perm[s:s + batch_size]
-            with torch.no_grad():
-                x = model.preprocess(drop_bands(train_rows[idx], n_bands, p_drop_band, gen))
-            loss = mdn_nll(*member(x), z_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        member.eval()
-        with torch.no_grad():
-            val = mdn_nll(*member(val_x), z_val).item()
-        if val < best:
-            best, best_state = val, copy.deepcopy(member.state_dict())
-    member.load_state_dict(best_state)
-    return best
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                      warmup_steps=int(0.3 * epochs * (len(train_rows) // batch_size)),
+                      augment=drop_bands(p_drop_band, n_bands), monitor="loss", seed=seed)
+    res = fit(_MemberNet(model, i), (train_rows, z_train), (val_rows, z_val), loss=_nll,
+              config=cfg, progress=False, log=lambda m: None)
+    return res.best
 
 
-def fit_sigma_scale(model: CatalogPhotoZ, val_x: torch.Tensor, z_val: torch.Tensor) -> float:
+def fit_sigma_scale(model: CatalogPhotoZ, val_rows: torch.Tensor, z_val: torch.Tensor) -> float:
     """Set ``model.sigma_scale`` to the width multiplier minimising the validation NLL."""
+    with torch.no_grad():
+        val_x = model.preprocess(val_rows)
+
     def nll(scale):
         model.sigma_scale.fill_(scale)
         with torch.no_grad():
@@ -146,32 +163,30 @@ def main(argv=None) -> None:
     torch.set_num_threads(1)  # the CPU is shared; a small MLP gains little from more threads
     t0 = time.time()
     train, val = load_sdss("train"), load_sdss("val")
-    train_rows = torch.from_numpy(catalog_rows(train))
-    z_train = torch.from_numpy(np.asarray(train["z_spec"], np.float32))
-    z_val = torch.from_numpy(np.asarray(val["z_spec"], np.float32))
-
     torch.manual_seed(args.seed)  # the members' initial weights
     model = build_model(args.seed, args.members, args.components, args.width, args.depth,
                         args.dropout, args.epochs)
+    train_rows = torch.from_numpy(model_inputs(train, model.spec))
+    val_rows = torch.from_numpy(model_inputs(val, model.spec))
+    z_train = torch.from_numpy(np.asarray(train["z_spec"], np.float32))
+    z_val = torch.from_numpy(np.asarray(val["z_spec"], np.float32))
     fit_feature_stats(model, train_rows)
-    with torch.no_grad():
-        val_x = model.preprocess(torch.from_numpy(catalog_rows(val)))
     for i in range(args.members):
-        nll = train_member(model, i, train_rows, z_train, val_x, z_val,
+        nll = train_member(model, i, train_rows, z_train, val_rows, z_val,
                            seed=args.seed * 1000 + i, epochs=args.epochs)
         print(f"member {i}: best validation NLL {nll:.4f}  ({time.time() - t0:.0f} s)", flush=True)
 
     model.eval()
-    print(f"sigma scale {fit_sigma_scale(model, val_x, z_val):.3f}")
+    print(f"sigma scale {fit_sigma_scale(model, val_rows, z_val):.3f}")
     with torch.no_grad():
-        raw = model(val_x)
+        raw = model(model.preprocess(val_rows))
     cols = model.postprocess(raw)
     print(f"ensemble validation NLL {mdn_nll(*unpack(raw), z_val).item():.4f}")
     for point in ("z_mean", "z_median", "z_mode"):
         m = photoz_metrics(val["z_spec"], cols[point], cols["mdn_weight"], cols["mdn_mu"],
                            cols["mdn_sigma"], intervals=cols)
         print(f"validation {point}: " + ", ".join(f"{k}={v:.4f}" for k, v in m.items()))
-    model.card = CARD.read_text() if CARD.is_file() else ""
+    model.card = read_card_source(NAME)
     model.save_pretrained(args.out)
     print(f"saved {args.out} in {time.time() - t0:.0f} s; sha256 {model.config.weights_sha256}")
 

@@ -1,5 +1,5 @@
 """Photo-z metrics: point-estimate scatter, bias and outliers; calibration of p(z) (PIT, CRPS,
-interval coverage); and the two diagnostic plots.
+interval coverage); the benchmark's report table. Plots are in `astrozoo.evaluation.plots`.
 
 With ``dz = (z_p - z_s) / (1 + z_s)``:
 
@@ -10,20 +10,18 @@ With ``dz = (z_p - z_s) / (1 + z_s)``:
 - CRPS = int (F(z) - 1[z >= z_s])^2 dz, on a grid since the mixture is truncated at 0;
 - coverage: fraction of z_s inside the 68% and 95% intervals.
 
-numpy/scipy only (matplotlib for the plots, imported when plotting).
+numpy/scipy only.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from scipy import stats
 
-from .mdn import SUMMARY_QUANTILES, mixture_cdf, mixture_pdf, mixture_quantiles
+from ..tasks.photoz.mdn import SUMMARY_QUANTILES, mixture_cdf, mixture_pdf, mixture_quantiles
 
 __all__ = ["dz", "point_metrics", "pit", "pit_ks", "crps", "interval_coverage", "photoz_metrics",
-           "plot_pit", "plot_zphot_zspec", "pdf_norm_max_err", "metrics_table", "TABLE_ROWS",
+           "pdf_norm_max_err", "metrics_table", "TABLE_ROWS",
            "OUTLIER_DZ"]
 
 #: Catastrophic-outlier threshold on |dz|.
@@ -129,54 +127,6 @@ def photoz_metrics(z_spec, z_phot, w=None, mu=None, sigma=None, intervals=None) 
     out["coverage68"] = interval_coverage(z_spec, intervals["z_lo68"], intervals["z_hi68"])
     out["coverage95"] = interval_coverage(z_spec, intervals["z_lo95"], intervals["z_hi95"])
     return out
-
-
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_pit(pit_values, path: str | Path, title: str = "", bins: int = 20) -> Path:
-    """Histogram of PIT values (density; flat at 1 when calibrated) saved as a PNG."""
-    plt = _figure()
-    pit_values = np.asarray(pit_values)
-    fig, ax = plt.subplots(figsize=(4.5, 3.5), dpi=120)
-    ax.hist(pit_values, bins=bins, range=(0, 1), density=True, color="C0", alpha=0.8)
-    ax.axhline(1.0, color="k", ls="--", lw=1)
-    ax.set(xlabel="PIT", ylabel="density", xlim=(0, 1),
-           title=f"{title}  KS = {pit_ks(pit_values):.3f}".strip())
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
-
-
-def plot_zphot_zspec(z_spec, z_phot, path: str | Path, title: str = "", err=None) -> Path:
-    """z_phot vs z_spec scatter with the 1:1 line and the |dz| = 0.15 outlier boundaries."""
-    plt = _figure()
-    z_spec, z_phot = np.asarray(z_spec), np.asarray(z_phot)
-    pm = point_metrics(z_phot, z_spec)
-    top = float(max(z_spec.max(), z_phot.max())) * 1.05
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
-    if err is None:
-        ax.scatter(z_spec, z_phot, s=2, alpha=0.4, lw=0)
-    else:
-        ax.errorbar(z_spec, z_phot, yerr=err, fmt=".", ms=2, alpha=0.3, elinewidth=0.3)
-    line = np.array([0, top])
-    ax.plot(line, line, "k-", lw=0.8)
-    for sgn in (1, -1):
-        ax.plot(line, line + sgn * OUTLIER_DZ * (1 + line), "k:", lw=0.8)
-    ax.set(xlim=(0, top), ylim=(0, top), xlabel="z_spec", ylabel="z_phot", aspect="equal",
-           title=(f"{title}\nsigma_MAD={pm['sigma_mad']:.4f} bias={pm['bias']:+.4f} "
-                  f"out={pm['outlier_frac']:.2%}").strip())
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
 
 
 def pdf_norm_max_err(w, mu, sigma, zmax: float, n_grid: int = 50001, chunk: int = 250) -> float:
