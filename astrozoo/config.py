@@ -14,6 +14,9 @@ from typing import Any
 
 __all__ = ["InputSpec", "ModelConfig"]
 
+# Presets that divide out each object's flux scale (tests/test_io_normalize.py checks the claim).
+_SCALE_FREE_PRESETS = ("robust", "percentile")
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -55,6 +58,16 @@ class InputSpec:
         object.__setattr__(self, "bands", tuple(self.bands))
         if self.kind == "image" and (self.size is None or self.pixel_scale is None):
             raise ValueError("an image InputSpec needs size and pixel_scale")
+
+    @property
+    def scale_free(self) -> bool:
+        """Whether the normalisation divides out the flux scale of each object and band, so that
+        the model's output does not depend on the inputs' flux unit (then an uncalibrated input
+        is not flagged). True for the ``robust`` and ``percentile`` presets and for ``asinh``
+        with its per-object noise estimate (no fixed ``sky_sigma``)."""
+        if self.normalization in _SCALE_FREE_PRESETS:
+            return True
+        return self.normalization == "asinh" and self.normalization_kwargs.get("sky_sigma") is None
 
     @property
     def shape(self) -> tuple[int, ...]:

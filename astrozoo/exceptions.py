@@ -1,7 +1,7 @@
 """Exceptions users may want to catch. Each message names the file or model at fault."""
 
 __all__ = ["AstrozooError", "InputError", "WeightsNotAvailableError", "IntegrityError",
-           "OutputContractError"]
+           "OutputContractError", "HubUnavailableError"]
 
 
 class AstrozooError(Exception):
@@ -35,3 +35,7 @@ class IntegrityError(AstrozooError, RuntimeError):
 
 class OutputContractError(AstrozooError, RuntimeError):
     """A model's ``postprocess`` did not return the columns its task requires."""
+
+
+class HubUnavailableError(AstrozooError, RuntimeError):
+    """The Hugging Face Hub cannot be reached (offline mode or no connection)."""

@@ -15,7 +15,8 @@ from pathlib import Path
 from .exceptions import IntegrityError, WeightsNotAvailableError
 
 __all__ = ["MODEL_FILES", "WEIGHTS_NAME", "CONFIG_NAME", "CARD_NAME", "resolve_files",
-           "resolve_hub_id", "download", "sha256_file", "verify_sha256", "parse_hub_id"]
+           "resolve_hub_id", "download", "sha256_file", "verify_sha256", "parse_hub_id",
+           "hub_unreachable"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -74,12 +75,39 @@ def _hub_fetch(repo_id: str, revision: str | None, filenames, *, what: str, loca
     return path.parent
 
 
+def hub_unreachable() -> str | None:
+    """Why the Hub cannot be reached now (offline mode, no connection), or None if it can.
+
+    One request with a short timeout. huggingface_hub retries a failed connection five times
+    with backoff (about 23 s per file), which on an offline compute node only delays the one
+    useful message; so the caller asks once first.
+    """
+    import huggingface_hub as hf
+
+    if hf.constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    from huggingface_hub.utils import get_session
+
+    try:
+        get_session().head(hf.constants.ENDPOINT, timeout=5, follow_redirects=False)
+    except Exception as e:  # httpx's connection, DNS and timeout errors
+        return f"{hf.constants.ENDPOINT} cannot be reached ({type(e).__name__}: {e})"
+    return None
+
+
 def _fetch_all(repo_id: str, revision: str | None, filenames, what: str) -> Path:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
         return _hub_fetch(repo_id, revision, filenames, what=what, local_only=True)
     except LocalEntryNotFoundError:
+        why = hub_unreachable()
+        if why is not None:
+            raise WeightsNotAvailableError(
+                f"{what}: not in the local huggingface_hub cache, and the Hub is not available "
+                f"({why}).\nPre-download it on a machine with internet access: "
+                f"`astrozoo download {what}` (set HF_HOME to a shared directory so compute "
+                "nodes see the same cache).") from None
         return _hub_fetch(repo_id, revision, filenames, what=what, local_only=False)
 
 

@@ -225,6 +225,14 @@ class ZooModel(nn.Module):
         """
         from huggingface_hub import HfApi
 
+        from .exceptions import HubUnavailableError
+        from .hub import hub_unreachable
+
+        why = hub_unreachable()
+        if why is not None:
+            raise HubUnavailableError(f"{self.name}: cannot push to {repo_id!r}: the Hub is not "
+                                      f"available ({why}). save_pretrained(DIR) works offline; "
+                                      "push that directory later from a machine online.")
         api = HfApi(token=token)
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         with tempfile.TemporaryDirectory() as tmp:
@@ -240,7 +248,8 @@ def load(name: str | Path, *, device=None) -> ZooModel:
     ----------
     name : str or path
         A task (``"lens-finding"`` -> its default model), a registered model name, a local
-        directory in Hub layout, or ``"hf-hub:org/repo[@revision]"``.
+        directory in Hub layout (a `~pathlib.Path`, or a string that is not a registered
+        name), or ``"hf-hub:org/repo[@revision]"``.
     device : str or torch.device, optional
         Move the model there; default CPU (`predict` picks the device per call).
 
@@ -250,10 +259,12 @@ def load(name: str | Path, *, device=None) -> ZooModel:
     >>> model = astrozoo.load("lens-finding")        # doctest: +SKIP
     >>> table = model.predict(["cutout1.fits"])      # doctest: +SKIP
     """
-    from .registry import get_entry
+    from .registry import get_entry, is_registered
 
     ref = str(name)
-    if isinstance(name, Path) or Path(ref).is_dir():
+    # A registered name wins over a same-named folder in the working directory; pass a Path
+    # (or "./name") for the folder.
+    if isinstance(name, Path) or (not is_registered(ref) and Path(ref).is_dir()):
         model = ZooModel.from_pretrained(ref)
     elif ref.startswith(HUB_PREFIX):
         model = ZooModel.from_pretrained(resolve_hub_id(ref), what=ref)

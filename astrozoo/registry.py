@@ -28,7 +28,7 @@ from .exceptions import OutputContractError
 
 __all__ = ["Task", "register_task", "get_task", "list_tasks", "register_architecture",
            "get_architecture", "list_architectures", "WeightsSource", "ModelEntry",
-           "register_model", "list_models", "get_entry", "default_model", "unregister",
+           "register_model", "list_models", "get_entry", "default_model", "unregister", "is_registered",
            "BUNDLED_ROOT", "ENTRY_POINT_GROUP"]
 
 #: Where bundled model directories (Hub layout) live inside the installed package.

@@ -219,7 +219,22 @@ def _sdss() -> Survey:
         softening={"u": 0.14, "g": 0.09, "r": 0.12, "i": 0.18, "z": 0.74})
 
 
-_BUILDERS = {"lsst": _lsst, "des": _des, "sdss": _sdss}
+def _legacysurvey() -> Survey:
+    return Survey(name="legacysurvey", bands=("g", "r", "i", "z"), pixel_scale=0.262,
+                  flux_unit="nanomaggy",
+                  description="DESI Legacy Imaging Surveys (DECaLS/BASS/MzLS) cutouts: 0.262\"/px, "
+                              "nanomaggies, cubes with BANDS='grz' (no noise model here)")
+
+
+def _hsc() -> Survey:
+    return Survey(name="hsc", bands=("g", "r", "i", "z", "y"), pixel_scale=0.168,
+                  flux_unit="nJy",
+                  description="Hyper Suprime-Cam SSP coadds: 0.168\"/px, calibrated by FLUXMAG0 "
+                              "(no noise model here)")
+
+
+_BUILDERS = {"lsst": _lsst, "des": _des, "sdss": _sdss, "legacysurvey": _legacysurvey,
+             "hsc": _hsc}
 
 
 @lru_cache(maxsize=None)

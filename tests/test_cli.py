@@ -1,6 +1,7 @@
 """The ``astrozoo`` command, run as users run it (subprocess), and the README's commands."""
 
 import re
+import shutil
 
 import pytest
 from astropy.table import Table
@@ -77,7 +78,8 @@ def test_predict_stops_at_a_bad_file_or_flags_it_when_asked(tmp_path):
     res = run_cli("predict", "lens-finding", good[0], bad, check=False)
     assert res.returncode != 0 and "broken.fits" in res.stderr
     res = run_cli("predict", "lens-finding", good[0], bad, good[1], "-o", tmp_path / "o.ecsv",
-                  "--quiet", "--on-error", "flag")
+                  "--quiet", "--on-error", "flag", check=False)
+    assert res.returncode == 1 and "1 failed" in res.stderr  # a failed row is not success
     t = Table.read(tmp_path / "o.ecsv")
     assert list(t["id"]) == ["obj00", "broken", "obj01"]
     assert "broken.fits" in t["error"][1] and not t["error"][0]
@@ -86,3 +88,90 @@ def test_predict_stops_at_a_bad_file_or_flags_it_when_asked(tmp_path):
 def test_unknown_model_is_a_clear_error():
     res = run_cli("info", "no-such-model", check=False)
     assert res.returncode == 2 and "unknown model or task 'no-such-model'" in res.stderr
+
+
+def test_summary_and_exit_status_when_rows_fail(tmp_path):
+    bad = [tmp_path / f"bad{i}.fits" for i in range(3)]
+    for b in bad:
+        b.write_bytes(b"not FITS at all")
+    res = run_cli("predict", "lens-finding", *bad, "--on-error", "flag", "-q", check=False)
+    assert res.returncode == 1
+    assert "3 rows, 0 flagged, 3 failed" in res.stderr and "Traceback" not in res.stderr
+    good = str(DATA_DIR / "mef" / "obj00.fits")
+    res = run_cli("predict", "lens-finding", good, bad[0], "--on-error", "flag",
+                  "--max-failed", "0.5", check=False)
+    assert res.returncode == 0 and "2 rows, 0 flagged, 1 failed" in res.stderr
+
+
+def test_ordinary_mistakes_are_one_line(tmp_path):
+    cases = [("predict", "lens-finding", str(DATA_DIR / "mfe")),           # misspelt directory
+             ("predict", "lens-finding", str(DATA_DIR / "mef"), "--device", "cuda:0"),
+             ("predict", "lens-finding", str(DATA_DIR / "mef"), "--batch-size", "0"),
+             ("info", "no-such-model")]
+    for args in cases:
+        res = run_cli(*args, check=False)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, (args, res.stderr)
+        assert res.stderr.startswith("astrozoo: error:"), res.stderr
+    assert "no such file or directory" in run_cli(*cases[0], check=False).stderr
+    res = run_cli(*cases[2], "--debug", check=False)
+    assert "Traceback" in res.stderr
+
+
+def test_rerun_of_a_finished_output_is_a_no_op(tmp_path):
+    out = tmp_path / "o.fits"
+    run_cli("predict", "lens-finding", str(DATA_DIR / "mef"), "-o", out, "-q")
+    res = run_cli("predict", "lens-finding", str(DATA_DIR / "mef"), "-o", out)
+    assert res.returncode == 0 and "already complete" in res.stderr
+    res = run_cli("predict", "lens-finding", str(DATA_DIR / "cube") + "/obj0[0-3].fits", "-o",
+                  out, check=False)
+    assert res.returncode == 2 and "--overwrite" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_piped_output_and_interrupt(tmp_path, monkeypatch, capsys):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("astrozoo")
+    res = subprocess.run(f"{exe} predict lens-finding {DATA_DIR / 'mef'} --all -q | head -n 1",
+                         shell=True, capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0 and "Traceback" not in res.stderr and res.stdout.split()[0] == "id"
+    from astrozoo import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_predict", interrupted)  # Ctrl-C in the middle of a run
+    assert cli.main(["predict", "lens-finding", "x.fits", "-o", "o.fits"]) == 130
+    assert "rerun the same command to resume o.fits" in capsys.readouterr().err
+
+
+def test_every_option_has_a_flag_and_per_band_folders_work(tmp_path):
+    helptext = run_cli("predict", "--help").stdout
+    for flag in ("--unit", "--zeropoint", "--missing-band", "--scale-max-rtol", "--chunk-size",
+                 "--workers", "--group", "--keep", "--uncalibrated", "--max-missing",
+                 "--max-failed", "--column", "--bands"):
+        assert flag in helptext, flag
+    out = tmp_path / "pb.ecsv"
+    run_cli("predict", "lens-finding", str(DATA_DIR / "perband"), "-o", out, "-q",
+            "--keep", "path")
+    t = Table.read(out)
+    assert list(t["id"]) == [f"obj{i:02d}" for i in range(8)] and "_g.fits" in t["path"][0]
+
+
+def test_info_on_a_directory_and_catalogue_columns(tmp_path):
+    d = tmp_path / "mine"
+    shutil.copytree(REPO / "astrozoo" / "weights" / LENS, d)
+    info = run_cli("info", d).stdout
+    assert LENS in info and f"local:{d}" in info and "scale-free" in info
+    assert "flux_err_<b>" in run_cli("info", "photo-z").stdout
+
+
+def test_offline_hub_lookups_answer_at_once(tmp_path):
+    import time
+
+    t0 = time.perf_counter()
+    res = run_cli("download", "hf-hub:astro/none", check=False,
+                  env={"HF_HOME": str(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9"})
+    assert res.returncode == 2 and "cannot be reached" in res.stderr
+    assert time.perf_counter() - t0 < 15  # huggingface_hub's own retries take ~23 s more

@@ -159,6 +159,7 @@ def test_push_to_hub_uploads_the_model_directory(tmp_path, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    monkeypatch.setattr("astrozoo.hub.hub_unreachable", lambda: None)
     model = astrozoo.load(LENS)
     assert model.push_to_hub("me/lens", revision="v1") == "commit-info"
     assert calls["create"][0] == "me/lens" and calls["create"][1]["exist_ok"]
@@ -174,3 +175,12 @@ def test_repr_and_spec():
     model = astrozoo.load(LENS)
     assert LENS in repr(model) and isinstance(model, ZooModel)
     assert model.spec.shape == (len(model.spec.bands), 64, 64)
+
+
+def test_push_to_hub_offline_is_one_clear_error(monkeypatch):
+    from astrozoo.exceptions import HubUnavailableError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(HubUnavailableError, match="HF_HUB_OFFLINE.*save_pretrained"):
+        astrozoo.load(LENS).push_to_hub("me/lens")

@@ -63,7 +63,7 @@ def images():
 
 @pytest.fixture(scope="module")
 def reference(model, images):
-    return predict(model, images, batch_size=40, num_workers=0, progress=False)
+    return predict(model, images, bands=BANDS, batch_size=40, num_workers=0, progress=False)
 
 
 def write_mef(path, cube):
@@ -93,8 +93,9 @@ def test_order_and_ids_from_fits_files(model, images, reference, tmp_path):
 @pytest.mark.parametrize("batch_size,num_workers", [(1, 0), (7, 0), (16, 2), (64, 1)])
 def test_batch_size_and_workers_do_not_change_results(model, images, reference, batch_size,
                                                       num_workers):
-    t = predict(model, images, batch_size=batch_size, num_workers=num_workers, progress=False)
-    assert list(t["id"]) == [str(i) for i in range(len(images))]
+    t = predict(model, images, bands=BANDS, batch_size=batch_size, num_workers=num_workers,
+                progress=False)
+    assert list(t["id"]) == list(range(len(images)))  # array rows: integer ids
     for name in ("p_lens", "mdn_weight"):
         np.testing.assert_allclose(t[name], reference[name], rtol=1e-5, atol=1e-7)
 
@@ -111,7 +112,7 @@ def test_provenance_and_quality_columns(model, reference):
 def test_bad_pixels_reported(model, images):
     x = images[:4].copy()
     x[1, 0, :2, :3] = np.nan
-    t = predict(model, x, progress=False, num_workers=0)
+    t = predict(model, x, bands=BANDS, progress=False, num_workers=0)
     assert list(t["n_bad_pixels"]) == [0, 6, 0, 0]
     assert t["flags"][1] & Flag.BAD_PIXELS and not t["flags"][0]
     assert np.isfinite(t["p_lens"]).all()
@@ -121,7 +122,7 @@ def test_bad_pixels_reported(model, images):
 def test_streamed_output_matches_and_is_readable(model, images, reference, tmp_path, suffix):
     out = tmp_path / f"cat{suffix}"
     # Chunks of 4 rows: ids "0".."3" first, wider ones later.
-    t = predict(model, images, batch_size=8, chunk_size=4, output=out, progress=False)
+    t = predict(model, images, bands=BANDS, batch_size=8, chunk_size=4, output=out, progress=False)
     assert out.is_file() and not (tmp_path / f"cat{suffix}.partial").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
     if suffix == ".parquet":
@@ -149,12 +150,17 @@ def test_streamed_output_matches_and_is_readable(model, images, reference, tmp_p
 
 def test_output_guards(model, images, tmp_path):
     with pytest.raises(ValueError, match="unsupported output suffix"):
-        predict(model, images, output=tmp_path / "cat.txt", progress=False)
+        predict(model, images, bands=BANDS, output=tmp_path / "cat.txt", progress=False)
     out = tmp_path / "cat.fits"
-    predict(model, images[:4], output=out, progress=False, num_workers=0)
-    with pytest.raises(FileExistsError, match="cat.fits"):
-        predict(model, images[:4], output=out, progress=False, num_workers=0)
-    t = predict(model, images[:5], output=out, progress=False, num_workers=0, overwrite=True)
+    first = predict(model, images[:4], bands=BANDS, output=out, progress=False, num_workers=0)
+    # the same job again: the finished output is returned, nothing recomputed
+    again = predict(model, images[:4], bands=BANDS, output=out, progress=False, num_workers=0)
+    assert again.meta["RERUN"] and list(again["p_lens"]) == list(first["p_lens"])
+    # another job (other inputs) does not silently replace it
+    with pytest.raises(FileExistsError, match="cat.fits.*another job.*IDS256"):
+        predict(model, images[:5], bands=BANDS, output=out, progress=False, num_workers=0)
+    t = predict(model, images[:5], bands=BANDS, output=out, progress=False, num_workers=0,
+                overwrite=True)
     assert len(t) == 5
 
 
@@ -164,7 +170,7 @@ def test_resume_refuses_a_different_job(model, images, tmp_path):
     partial.mkdir()
     (partial / "manifest.json").write_text('{"model": "other", "n_rows": 40}')
     with pytest.raises(ValueError, match="different job"):
-        predict(model, images, output=out, progress=False)
+        predict(model, images, bands=BANDS, output=out, progress=False)
 
 
 corrupt_file_warning = pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
@@ -223,8 +229,8 @@ def symmetric_images(n=3):
 
 def test_tta_is_invariant_on_symmetric_input(model):
     x = symmetric_images()
-    plain = predict(model, x, progress=False, num_workers=0)
-    tta = predict(model, x, tta=True, progress=False, num_workers=0)
+    plain = predict(model, x, bands=BANDS, progress=False, num_workers=0)
+    tta = predict(model, x, bands=BANDS, tta=True, progress=False, num_workers=0)
     np.testing.assert_allclose(tta["p_lens"], plain["p_lens"], rtol=1e-5)
     np.testing.assert_allclose(tta["p_lens_tta_std"], 0, atol=1e-6)
     assert tta.meta["TTA"] is True
@@ -233,28 +239,28 @@ def test_tta_is_invariant_on_symmetric_input(model):
 def test_tta_prediction_does_not_depend_on_orientation(model, images):
     x = images[:6]
     rotated = np.rot90(x, 1, axes=(-2, -1)).copy()
-    plain, plain_rot = (predict(model, a, progress=False, num_workers=0)["p_lens"]
+    plain, plain_rot = (predict(model, a, bands=BANDS, progress=False, num_workers=0)["p_lens"]
                         for a in (x, rotated))
     assert np.abs(plain - plain_rot).max() > 1e-4  # the model itself is orientation-dependent
-    t, t_rot = (predict(model, a, tta=True, progress=False, num_workers=0) for a in (x, rotated))
+    t, t_rot = (predict(model, a, bands=BANDS, tta=True, progress=False, num_workers=0) for a in (x, rotated))
     np.testing.assert_allclose(t["p_lens"], t_rot["p_lens"], rtol=1e-5)
     assert (t["p_lens_tta_std"] > 0).all()
 
 
 def test_embed(model, images):
-    e = embed(model, images, batch_size=16, progress=False, num_workers=0)
+    e = embed(model, images, bands=BANDS, batch_size=16, progress=False, num_workers=0)
     assert e.shape == (40, 8) and e.dtype == np.float32
-    np.testing.assert_allclose(model.embed(images[5:7], progress=False, num_workers=0), e[5:7],
+    np.testing.assert_allclose(model.embed(images[5:7], bands=BANDS, progress=False, num_workers=0), e[5:7],
                                rtol=1e-5)
-    sym = embed(model, symmetric_images(), tta=True, progress=False, num_workers=0)
-    np.testing.assert_allclose(sym, embed(model, symmetric_images(), progress=False,
+    sym = embed(model, symmetric_images(), bands=BANDS, tta=True, progress=False, num_workers=0)
+    np.testing.assert_allclose(sym, embed(model, symmetric_images(), bands=BANDS, progress=False,
                                           num_workers=0), rtol=1e-5)
 
 
 def test_quiet_and_progress(model, images, capfd):
-    predict(model, images, progress=False, num_workers=0)
+    predict(model, images, bands=BANDS, progress=False, num_workers=0)
     assert capfd.readouterr().err == ""
-    model.predict(images, progress=True, num_workers=0)
+    model.predict(images, bands=BANDS, progress=True, num_workers=0)
     err = capfd.readouterr().err
     assert "obj/s" in err and "40/40" in err
 
@@ -275,7 +281,7 @@ def test_device_and_precision_selection(monkeypatch):
 
 def test_bf16_autocast_on_cpu_is_close(model, images, reference):
     # The autocast path that GPUs take by default, exercised on CPU.
-    t = predict(model, images, amp="bf16", channels_last=True, progress=False, num_workers=0)
+    t = predict(model, images, bands=BANDS, amp="bf16", channels_last=True, progress=False, num_workers=0)
     np.testing.assert_allclose(t["p_lens"], reference["p_lens"], atol=2e-2)
 
 

@@ -26,7 +26,7 @@ def test_all_nan_cutout_is_a_flagged_row_not_a_crash():
     arr = np.ones((3, 2, 4, 4), np.float32)
     arr[1] = np.nan  # whole object
     arr[2, 1] = np.nan  # one band
-    batch = open_inputs(arr, SPEC)[:]
+    batch = open_inputs(arr, SPEC, bands=SPEC.bands, unit='nJy', max_missing=1.0)[:]
     assert batch.n_bad_pixels.tolist() == [0, 32, 16]
     assert batch.flags[1] == Flag.BAD_PIXELS | Flag.ALL_BAD
     assert batch.flags[2] == Flag.BAD_PIXELS | Flag.ALL_BAD
@@ -38,5 +38,5 @@ def test_masked_array_pixels_are_bad():
     arr = np.ma.masked_array(np.ones((1, 2, 4, 4)) * 7, mask=np.zeros((1, 2, 4, 4), bool))
     arr.data[0, 0, 1, 1] = 1e30
     arr.mask[0, 0, 1, 1] = True
-    batch = open_inputs(arr, SPEC)[0]
+    batch = open_inputs(arr, SPEC, bands=SPEC.bands, unit='nJy')[0]
     assert batch.n_bad_pixels[0] == 1 and (batch.data == 7).all()

@@ -24,8 +24,8 @@ def test_rows_from_table_and_files(tmp_path, fmt):
     src = t if fmt == "table" else tmp_path / f"cat.{fmt}"
     if fmt != "table":
         t.write(src)
-    batch = open_inputs(src, SPEC).read_batch([0, 1])
-    assert batch.ids == ["7", "8"]
+    batch = open_inputs(src, SPEC, unit="nanomaggy").read_batch([0, 1])
+    assert batch.ids == [7, 8]  # ids keep the column's type
     np.testing.assert_allclose(batch.data[0], [1, 2, 3, 0.1, 0.2, 0.3, 0, 0.05, 0], rtol=1e-6)
     assert np.isnan(batch.data[1, 1])  # NaN flux passed through for the model
     assert batch.n_bad_pixels.tolist() == [0, 1]
@@ -36,10 +36,14 @@ def test_flux_units_converted_and_missing_band():
     t = table()
     t["flux_r"].unit = "nJy"
     t["flux_err_r"].unit = "nJy"
-    batch = open_inputs(t, SPEC)[0]
+    batch = open_inputs(t, SPEC, unit="nanomaggy")[0]
     np.testing.assert_allclose(batch.data[0, [2, 5]], [3 / 3631, 0.3 / 3631], rtol=1e-6)
     t.remove_column("flux_u")
-    with pytest.raises(InputError, match="missing band 'u'"):
-        open_inputs(t, SPEC)
-    batch = open_inputs(t, SPEC, missing_band="zero")[0]
-    assert batch.flags[0] & Flag.BAND_ZERO_FILLED and np.isnan(batch.data[0, 0])
+    # the error lists what the catalogue has and what it needs
+    with pytest.raises(InputError, match=r"no photometry for bands \['u'\].*flux_err_<b>"):
+        open_inputs(t, SPEC, unit="nanomaggy")
+    batch = open_inputs(t, SPEC, unit="nanomaggy", missing_band="unmeasured")[0]
+    assert batch.flags[0] & Flag.BAND_MISSING and np.isnan(batch.data[0, 0])
+    with pytest.raises(ValueError, match="not offered for image inputs"):
+        open_inputs(np.ones((1, 1, 8, 8)), InputSpec(bands=("r",), size=8, pixel_scale=0.2),
+                    missing_band="zero")

@@ -51,7 +51,7 @@ def survey(tmp_path_factory):
 def test_pixel_identical_to_cutout2d(survey):
     paths, cat = survey
     batch = open_inputs(paths, SPEC, catalog=cat).read_batch(range(N))
-    assert batch.ids[:2] == ["1000", "1001"]
+    assert batch.ids[:2] == [1000, 1001]
     raw = {b: fits.getdata(p) for b, p in paths.items()}
     wcs = {b: WCS(fits.getheader(p)) for b, p in paths.items()}
     coords = SkyCoord(cat["ra"], cat["dec"], unit="deg")
@@ -82,8 +82,11 @@ def test_edge_padding_filled_and_flagged_xy(tmp_path):
     cs = open_inputs({"g": tmp_path / "g.fits", "r": tmp_path / "r.fits"}, SPEC,
                      catalog=tmp_path / "cat.csv")
     batch = cs.read_batch([0, 1])
-    assert batch.ids == ["0", "1"] and batch.flags.tolist() == [0, Flag.EDGE_PADDED]
-    assert batch.n_bad_pixels.tolist() == [0, 0]
+    # off-image pixels are missing pixels: counted, flagged; 75 of 225 here (one third)
+    assert batch.ids == [0, 1]
+    assert batch.flags.tolist() == [0, Flag.EDGE_PADDED | Flag.BAD_PIXELS
+                                    | Flag.TOO_MANY_MISSING]
+    assert batch.n_bad_pixels.tolist() == [0, 2 * 75]
     np.testing.assert_array_equal(batch.data[0, 1], 2 * img[43:58, 43:58])
     real = img[43:58, 0:10]  # x0 = ceil(2 - 7.5) = -5: five padded columns
     np.testing.assert_array_equal(batch.data[1, 0, :, 5:], real)
@@ -113,6 +116,7 @@ def test_survey_image_resampled_and_units(tmp_path):
     with pytest.warns(UserWarning, match="resampled"):
         cs = open_inputs({"g": tmp_path / "g.fits"}, spec, catalog=Table({"ra": ra, "dec": dec}))
     batch = cs.read_batch([0, 1])
-    assert batch.flags.tolist() == [Flag.RESAMPLED, Flag.RESAMPLED | Flag.EDGE_PADDED]
+    assert batch.flags.tolist() == [Flag.RESAMPLED, Flag.RESAMPLED | Flag.EDGE_PADDED
+                                    | Flag.BAD_PIXELS | Flag.TOO_MANY_MISSING]
     np.testing.assert_allclose(batch.data[0], 4000.0 * (0.2 / 0.22) ** 2, rtol=1e-5)
-    assert batch.n_bad_pixels.tolist() == [0, 0]
+    assert batch.n_bad_pixels[0] == 0 and batch.n_bad_pixels[1] > 0.3 * 15 * 15

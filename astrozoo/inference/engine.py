@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..exceptions import InputError
+from ..io.flags import Flag
 from .tta import tta_outputs
 from .writers import ChunkStore, ids_fingerprint, output_format, provenance, read_table
 
@@ -42,7 +43,13 @@ def select_device(device=None) -> torch.device:
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    return torch.device(device)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for, but torch sees no CUDA GPU "
+                         f"(torch {torch.__version__}); use --device cpu or leave it unset")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for, but MPS is not available")
+    return dev
 
 
 def amp_dtype(device: torch.device, amp="auto") -> torch.dtype | None:
@@ -90,6 +97,7 @@ class _Item(NamedTuple):
     n_bad_pixels: np.ndarray
     flags: np.ndarray
     errors: list
+    extra: dict
 
 
 class BatchDataset(Dataset):
@@ -113,7 +121,8 @@ class BatchDataset(Dataset):
             return e  # re-raised as it is by the main process (see _loader)
         data = torch.from_numpy(np.ascontiguousarray(b.data, dtype=np.float32))
         return _Item(data, list(b.ids), np.asarray(b.n_bad_pixels, np.int64),
-                     np.asarray(b.flags, np.int64), list(b.errors))
+                     np.asarray(b.flags, np.int64), list(b.errors),
+                     self.cutouts.extra_columns(self.batches[k]))
 
 
 def _open(inputs, spec, on_error: str, io_options: dict):
@@ -214,18 +223,25 @@ def _loader(runner: _Runner, cutouts, batches: list[np.ndarray], num_workers,
         del it  # stops the workers now, not when the traceback is collected
 
 
-def _rows(item: _Item, cols: dict[str, Any]) -> dict[str, np.ndarray]:
-    """One batch's output rows: id, task columns, then the input pipeline's quality columns."""
+def _rows(item: _Item, cols: dict[str, Any], score_incomplete: bool) -> dict[str, np.ndarray]:
+    """One batch's output rows: id, carried input columns, task columns, then the input
+    pipeline's quality columns. Unreadable rows, and rows with too many missing pixels (unless
+    `score_incomplete`), get NaN predictions."""
     errors = [None if e is None else " ".join(str(e).split()) for e in item.errors]
     bad = np.array([e is not None for e in errors])
-    out = {"id": np.array(item.ids, dtype=str)}
+    flags = np.asarray(item.flags)  # the DataLoader may have made tensors of the arrays
+    if not score_incomplete:
+        bad |= (flags & Flag.TOO_MANY_MISSING) != 0
+    ids = np.asarray(item.ids)
+    out = {"id": ids if ids.dtype.kind in "iub" else ids.astype(str),
+           **{k: np.asarray(v) for k, v in item.extra.items()}}
     for name, v in cols.items():
         v = np.asarray(v)
         if bad.any() and v.dtype.kind == "f":  # no prediction for an unreadable object
             v = np.where(bad.reshape((-1,) + (1,) * (v.ndim - 1)), np.nan, v).astype(v.dtype)
         out[name] = v
-    out["n_bad_pixels"] = item.n_bad_pixels
-    out["flags"] = item.flags
+    out["n_bad_pixels"] = np.asarray(item.n_bad_pixels)
+    out["flags"] = flags
     out["error"] = np.array([e or "" for e in errors], dtype=str)
     return out
 
@@ -242,7 +258,8 @@ def _progress(model, total: int, initial: int, progress: bool) -> tqdm:
 def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool = True,
             output=None, on_error: str = DEFAULT_ON_ERROR, tta: bool = False, num_workers="auto",
             prefetch_factor: int = 2, amp="auto", channels_last="auto", compile: bool = False,
-            chunk_size: int | None = None, overwrite: bool = False, **io_options) -> Table:
+            chunk_size: int | None = None, overwrite: bool = False,
+            score_incomplete: bool = False, **io_options) -> Table:
     """Run `model` over `inputs`: one row per object, in input order.
 
     Parameters
@@ -283,7 +300,12 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
         Rows per chunk of a streamed output (default 4096); a kill loses at most the chunk
         being filled. Part of the job's identity: a resumed run must use the same value.
     overwrite : bool
-        Replace an existing finished `output`.
+        Replace an existing finished `output`. Without it, rerunning a job whose `output` is
+        finished returns that file's table (nothing is recomputed); a finished output of another
+        job (model, weights, TTA or inputs differ) is refused.
+    score_incomplete : bool
+        Predict for rows with more than ``max_missing`` of their pixels missing
+        (`Flag.TOO_MANY_MISSING`) too; by default they get NaN predictions.
     **io_options
         Passed to `astrozoo.io.open_inputs` (``bands=``, ``catalog=``, ``id_column=``, ...).
 
@@ -295,6 +317,8 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
         MODEL, TASK, SHA256, PRESET, NORM, TTA, DATE). With `output`, the table read back from
         the file (memory-mapped for FITS).
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
     if output is not None:
         output_format(output)  # an unsupported suffix fails before any work
     cutouts = _open(inputs, model.spec, on_error, io_options)
@@ -309,7 +333,7 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
         with bar:
             for item in _loader(runner, cutouts, _split(range(n), batch_size), num_workers,
                                 prefetch_factor):
-                parts.append(_rows(item, runner.columns(item.data)))
+                parts.append(_rows(item, runner.columns(item.data), score_incomplete))
                 bar.update(len(item.ids))
         table = _table(parts, meta)
         if not np.any(table["error"] != ""):
@@ -318,8 +342,12 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
 
     # Independent of batch_size, so that a rerun with another batch size still resumes.
     chunk_size = chunk_size or 4096
+    meta["IDS256"] = ids_fingerprint(cutouts.ids)
+    finished = _finished_output(output, meta, overwrite)
+    if finished is not None:
+        return finished
     manifest = {"model": meta["MODEL"], "sha256": meta["SHA256"], "tta": bool(tta),
-                "ids_sha256": ids_fingerprint(cutouts.ids), "date": meta["DATE"]}
+                "ids_sha256": meta["IDS256"], "date": meta["DATE"]}
     store = ChunkStore(output, manifest, n, chunk_size, overwrite=overwrite)
     meta["DATE"] = store.manifest["date"]  # a resumed job keeps its start date
     done = store.done()
@@ -333,7 +361,7 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
                         prefetch_factor) if plan else ()
         # items first: its exhaustion ends the loop, which stops the DataLoader workers.
         for item, (k, idx) in zip(items, plan, strict=True):
-            parts.append(_rows(item, runner.columns(item.data)))
+            parts.append(_rows(item, runner.columns(item.data), score_incomplete))
             bar.update(len(idx))
             filled += len(idx)
             if filled == len(store.rows(k)):
@@ -341,6 +369,26 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
                 parts, filled = [], 0
     store.finalize(meta)
     return read_table(output)
+
+
+def _finished_output(output, meta: dict, overwrite: bool) -> Table | None:
+    """The table of a finished `output` of this very job (same model, weights, TTA and inputs),
+    so that a rerun is a no-op; None when there is none to reuse. A finished output of another
+    job is refused unless `overwrite`."""
+    from pathlib import Path
+
+    output = Path(output)
+    if overwrite or not output.exists() or output.with_name(output.name + ".partial").exists():
+        return None
+    table = read_table(output)
+    keys = ("MODEL", "SHA256", "TTA", "IDS256")
+    old = {k: table.meta.get(k, table.meta.get(k.lower())) for k in keys}
+    if all(str(old[k]) == str(meta[k]) for k in keys):
+        table.meta["RERUN"] = "finished output reused"
+        return table
+    diff = [k for k in keys if str(old[k]) != str(meta[k])]
+    raise FileExistsError(f"{output} is the finished output of another job (it differs in "
+                          f"{diff}); pass overwrite=True (CLI --overwrite) to replace it")
 
 
 def embed(model, inputs, *, batch_size: int = 256, device=None, progress: bool = True,

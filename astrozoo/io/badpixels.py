@@ -4,8 +4,11 @@ Rule: every bad pixel of a cutout is replaced by the **median of the good pixels
 in the same cutout**, or by 0 when that band has no good pixel. The median tracks the local sky,
 so the replacement adds no artificial edge for the network and does not bias the robust
 statistics of the normalisation presets. Readers mark masked pixels (NDData masks, FITS
-``BLANK``) as NaN before this step. Pixels padded in at the border (`Flag.EDGE_PADDED`) are
-filled by the same rule but are not counted as bad.
+``BLANK``, mask planes) and pixels outside the image or the cutout (`Flag.EDGE_PADDED`,
+`Flag.UNDERSIZED`) as NaN before this step, so all of them are missing pixels, counted alike:
+a network must never read zeros (or a constant fill) off the edge as signal. A cutout with more
+than ``max_missing`` of its pixels missing is flagged `Flag.TOO_MANY_MISSING`; the engine gives
+it no prediction by default.
 """
 
 from __future__ import annotations
@@ -19,21 +22,22 @@ from .flags import Flag
 __all__ = ["replace_bad_pixels"]
 
 
-def replace_bad_pixels(data: np.ndarray, n_padded: np.ndarray | None = None):
+def replace_bad_pixels(data: np.ndarray, max_missing: float = 1.0):
     """Replace non-finite pixels in place and count them per object.
 
     Parameters
     ----------
     data : ndarray, float32, shape (B, C, H, W)
-        Conformed cutouts; NaN marks bad and padded pixels.
-    n_padded : ndarray of int, shape (B,), optional
-        Pixels per object that are NaN because of padding, not counted as bad.
+        Conformed cutouts; NaN marks missing pixels.
+    max_missing : float
+        Fraction of missing pixels above which a row is flagged `Flag.TOO_MANY_MISSING`.
 
     Returns
     -------
     n_bad : ndarray of int64, shape (B,)
     flags : ndarray of int64, shape (B,)
-        `Flag.BAD_PIXELS` where ``n_bad > 0``, `Flag.ALL_BAD` where a band has no good pixel.
+        `Flag.BAD_PIXELS` where ``n_bad > 0``, `Flag.ALL_BAD` where a band has no good pixel,
+        `Flag.TOO_MANY_MISSING` above `max_missing`.
     """
     b, c = data.shape[:2]
     flat = data.reshape(b, c, -1)
@@ -48,7 +52,7 @@ def replace_bad_pixels(data: np.ndarray, n_padded: np.ndarray | None = None):
         good = np.isfinite(sub)
         n_good = good.sum(axis=-1)  # (R, C)
         n_nonfinite = sub[0].size - n_good.sum(axis=-1)
-        n_bad[rows] = n_nonfinite - (0 if n_padded is None else np.asarray(n_padded)[rows])
+        n_bad[rows] = n_nonfinite
         flags[rows] |= np.where((n_good == 0).any(axis=-1), int(Flag.ALL_BAD), 0)
         sub[~good] = np.nan  # inf too, so nanmedian sees only good pixels
         with warnings.catch_warnings():
@@ -56,4 +60,5 @@ def replace_bad_pixels(data: np.ndarray, n_padded: np.ndarray | None = None):
             med = np.nan_to_num(np.nanmedian(sub, axis=-1, keepdims=True), nan=0.0)
         flat[rows] = np.where(good, sub, med)
     flags |= np.where(n_bad > 0, int(Flag.BAD_PIXELS), 0)
+    flags |= np.where(n_bad > max_missing * flat[0].size, int(Flag.TOO_MANY_MISSING), 0)
     return n_bad, flags

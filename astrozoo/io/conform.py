@@ -5,13 +5,14 @@ them into one row of the output batch in ``spec.bands`` order (the fast path com
 plan once per file set with these functions):
 
 - bands are matched by name (exact, then case-insensitive, then the last alphanumeric token, so
-  ``HSC-G`` and ``LSST_g`` match ``g``); a missing band raises `InputError` naming the file and
-  the band, or is zero-filled and flagged with ``missing_band="zero"``;
+  ``HSC-G``, ``LSST_g`` and ``DECam g`` match ``g``; then the first token, for DECam's
+  ``FILTER = 'g DECam SDSS c0001 4720.0 1520.0'``); a missing band raises `InputError` naming
+  the file, the band and the bands the input has (a zero-filled band would be silent nonsense);
 - the pixel scale (from the WCS) is compared with ``spec.pixel_scale``: within ``scale_rtol`` it
   is used as is, within ``scale_max_rtol`` the image is resampled (bilinear, flux per pixel
   rescaled by the pixel area ratio) with a warning and flagged, beyond that it is refused;
-- the cutout is centre-cropped or centre-padded to ``spec.size`` (padding is NaN, later filled
-  by the bad-pixel rule and flagged `Flag.EDGE_PADDED`);
+- the cutout is centre-cropped or centre-padded to ``spec.size`` (padding is NaN: missing
+  pixels, counted, filled by the bad-pixel rule and flagged `Flag.UNDERSIZED`);
 - values are scaled as ``(raw * BSCALE + BZERO) * unit_factor``; integer ``BLANK`` becomes NaN.
 """
 
@@ -47,27 +48,29 @@ class BandImage:
     blank: int | None = None
     pixel_scale: float | None = None
     mask: np.ndarray | None = None
+    calibrated: bool = True
 
 
 def _band_keys(name: str):
     s = str(name).strip()
     tokens = _TOKENS.findall(s)
-    return s, s.lower(), tokens[-1].lower() if tokens else ""
+    return (s, s.lower(), tokens[-1].lower() if tokens else "",
+            tokens[0].lower() if tokens else "")
 
 
-def match_bands(available, wanted, *, missing_band="raise", path=None) -> list[int | None]:
-    """Index into ``available`` for each band of ``wanted`` (None: zero-fill).
+def match_bands(available, wanted, *, missing_ok=False, path=None) -> list[int | None]:
+    """Index into ``available`` for each band of ``wanted`` (None: absent, with `missing_ok`).
 
     Raises
     ------
     InputError
-        A wanted band is absent and ``missing_band == "raise"``, or a band name is ambiguous.
+        A wanted band is absent (and not `missing_ok`), or a band name is ambiguous.
     """
     keys = [_band_keys(a) for a in available]
     out = []
     for w in wanted:
         wk = _band_keys(w)
-        for level in range(3):
+        for level in range(4):
             hits = [i for i, k in enumerate(keys) if k[level] and k[level] == wk[level]]
             if hits:
                 break
@@ -75,9 +78,9 @@ def match_bands(available, wanted, *, missing_band="raise", path=None) -> list[i
             raise InputError(f"band {w!r} matches several inputs {[available[i] for i in hits]}",
                              path)
         if not hits:
-            if missing_band != "zero":
-                raise InputError(f"missing band {w!r}: the input has bands {list(available)} "
-                                 f"(pass missing_band='zero' to zero-fill it)", path)
+            if not missing_ok:
+                raise InputError(f"missing band {w!r}: the input has bands {list(available)}, "
+                                 f"the model needs {list(wanted)}", path)
             out.append(None)
         else:
             out.append(hits[0])
@@ -99,8 +102,11 @@ def zoom_for(pixel_scale, spec_scale, *, scale_rtol=0.01, scale_max_rtol=0.25, p
         return 1.0
     if rel > scale_max_rtol:
         raise InputError(f"pixel scale {pixel_scale:.4g} arcsec/pix differs from the model's "
-                         f"{spec_scale:.4g} by {100 * rel:.1f}% (more than the "
-                         f"{100 * scale_max_rtol:.0f}% that may be resampled)", path)
+                         f"{spec_scale:.4g} by {100 * rel:.1f}%, more than the "
+                         f"{100 * scale_max_rtol:.0f}% that is resampled (scale_max_rtol=, CLI "
+                         f"--scale-max-rtol). Cut the cutouts at {spec_scale:.4g}\"/px, or use a "
+                         f"model trained at your survey's scale (Legacy Survey 0.262\", HSC "
+                         f"0.168\", DES 0.263\", LSST 0.2\"; astrozoo.surveys)", path)
     return pixel_scale / spec_scale
 
 
@@ -164,7 +170,7 @@ def place(img: BandImage, dst: np.ndarray, zoom: float = 1.0) -> int:
     return padded
 
 
-def conform(images, dst: np.ndarray, spec, *, missing_band="raise", scale_rtol=0.01,
+def conform(images, dst: np.ndarray, spec, *, scale_rtol=0.01,
             scale_max_rtol=0.25, path=None, warned=None, plans=None) -> tuple[int, int]:
     """Write one object's band images into ``dst`` (float32, ``spec.shape``).
 
@@ -187,15 +193,11 @@ def conform(images, dst: np.ndarray, spec, *, missing_band="raise", scale_rtol=0
     available = tuple(im.band for im in images)
     plan = None if plans is None else plans.get(available)
     if plan is None:
-        plan = match_bands(available, spec.bands, missing_band=missing_band, path=path)
+        plan = match_bands(available, spec.bands, path=path)
         if plans is not None:
             plans[available] = plan
     flags, n_padded = 0, 0
     for c, i in enumerate(plan):
-        if i is None:
-            dst[c] = 0.0
-            flags |= Flag.BAND_ZERO_FILLED
-            continue
         img = images[i]
         zoom = zoom_for(img.pixel_scale, spec.pixel_scale, scale_rtol=scale_rtol,
                         scale_max_rtol=scale_max_rtol, path=path)
@@ -206,8 +208,10 @@ def conform(images, dst: np.ndarray, spec, *, missing_band="raise", scale_rtol=0
                               f"to the model's {spec.pixel_scale:.4g}", stacklevel=3)
                 if warned is not None:
                     warned.add(img.pixel_scale)
+        if not img.calibrated:
+            flags |= Flag.UNCALIBRATED
         pad = place(img, dst[c], zoom)
         if pad:
-            flags |= Flag.EDGE_PADDED
+            flags |= Flag.UNDERSIZED
             n_padded += pad
     return int(flags), n_padded

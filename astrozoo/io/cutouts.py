@@ -1,12 +1,14 @@
 """Cutouts from survey images: one large image per band plus a catalogue of positions.
 
-Positions come from ``ra``/``dec`` columns (degrees, ICRS) through each band's WCS, transformed
+Positions come from ``ra``/``dec`` columns (degrees, ICRS; VizieR's ``RAJ2000``/``DEJ2000``
+too) through each band's WCS, transformed
 for the whole catalogue in one vectorised call, or from ``x``/``y`` columns (0-based pixels).
 Each cutout is a numpy slice of a memory-mapped image, so a 20,000 x 20,000 image is never loaded
 whole (tile-compressed images cannot be memory-mapped and are decompressed once). The pixel
 window follows `astropy.nddata.Cutout2D` exactly (``mode="partial"``, lower corner
 ``ceil(position - size / 2)``), so cutouts are pixel-identical to it; the part outside the image
-is padded with NaN, later filled by the bad-pixel rule and flagged `Flag.EDGE_PADDED`; a position
+is missing (NaN: counted in ``n_bad_pixels``, filled by the bad-pixel rule, flagged
+`Flag.EDGE_PADDED`, and above ``max_missing`` of the cutout `Flag.TOO_MANY_MISSING`); a position
 wholly off the image gives a row flagged `Flag.ALL_BAD` (where ``Cutout2D`` would raise), and one
 that the WCS cannot place (NaN) is an unreadable row.
 """
@@ -67,7 +69,7 @@ class SurveyImage:
     Picklable: the open file is dropped when pickled and reopened in the worker.
     """
 
-    def __init__(self, band: str, path, flux_unit: str):
+    def __init__(self, band: str, path, flux_unit: str, *, unit=None, zeropoint=None):
         self.band, self.path = band, Path(path)
         try:
             with fits.open(self.path, memmap=True, do_not_scale_image_data=True) as hdul:
@@ -92,9 +94,10 @@ class SurveyImage:
             return primary.get(key) if v is None else v
 
         try:
-            self.factor = header_factor(get, flux_unit)
+            self.factor, source = header_factor(get, flux_unit, unit=unit, zeropoint=zeropoint)
         except ValueError as e:
             raise InputError(str(e), self.path) from None
+        self.calibrated = source is not None
         self.bscale, self.bzero = float(hdr.get("BSCALE", 1.0)), float(hdr.get("BZERO", 0.0))
         self.blank = hdr.get("BLANK") if hdr["BITPIX"] > 0 else None
         self._data = None
@@ -116,13 +119,15 @@ class SurveyImage:
         if self.blank is not None:
             data[data == self.blank] = np.nan  # exact: cut() keeps integers exactly
         return BandImage(self.band, data, self.factor, self.bscale, self.bzero, None,
-                         self.pixel_scale), n_pad
+                         self.pixel_scale, calibrated=self.calibrated), n_pad
 
 
 def survey_positions(table, image: SurveyImage):
     """(x, y) pixel positions of the catalogue rows on ``image`` (ra/dec preferred over x/y)."""
-    ra = find_column(table, ("ra", "ra_deg", "alpha"))
-    dec = find_column(table, ("dec", "dec_deg", "delta"))
+    # VizieR writes RAJ2000/DEJ2000 (or _RAJ2000/_DEJ2000, RA_ICRS/DE_ICRS)
+    ra = find_column(table, ("ra", "ra_deg", "alpha", "raj2000", "_raj2000", "ra_icrs"))
+    dec = find_column(table, ("dec", "dec_deg", "delta", "dej2000", "_dej2000", "de_icrs",
+                              "dec_icrs"))
     if ra and dec and image.wcs is not None:
         coords = SkyCoord(np.asarray(table[ra], float), np.asarray(table[dec], float),
                           unit="deg", frame="icrs")
@@ -138,17 +143,14 @@ def survey_positions(table, image: SurveyImage):
 class SurveyCutouts:
     """Per-band geometry of cutouts for every catalogue row (used by `SurveyCutoutSet`)."""
 
-    def __init__(self, images: dict, table, spec, *, missing_band="raise", scale_rtol=0.01,
-                 scale_max_rtol=0.25):
+    def __init__(self, images: dict, table, spec, *, scale_rtol=0.01, scale_max_rtol=0.25,
+                 unit=None, zeropoint=None):
         bands = list(images)
-        plan = match_bands(bands, spec.bands, missing_band=missing_band,
-                           path=", ".join(str(p) for p in images.values()))
-        self.bands = []  # per spec band: None or (SurveyImage, zoom, window, x0, y0)
+        plan = match_bands(bands, spec.bands, path=", ".join(str(p) for p in images.values()))
+        self.bands = []  # per spec band: (SurveyImage, zoom, window, x0, y0)
         for i in plan:
-            if i is None:
-                self.bands.append(None)
-                continue
-            img = SurveyImage(bands[i], images[bands[i]], spec.flux_unit)
+            img = SurveyImage(bands[i], images[bands[i]], spec.flux_unit, unit=unit,
+                              zeropoint=zeropoint)
             zoom = zoom_for(img.pixel_scale, spec.pixel_scale, scale_rtol=scale_rtol,
                             scale_max_rtol=scale_max_rtol, path=img.path)
             if zoom != 1.0:
@@ -163,12 +165,9 @@ class SurveyCutouts:
     def read_into(self, i: int, dst: np.ndarray) -> tuple[int, int]:
         """Write object ``i`` into ``dst`` (spec shape); return (flags, padded pixels)."""
         flags, n_padded = 0, 0
-        for c, entry in enumerate(self.bands):
-            if entry is None:
-                dst[c] = 0.0
-                flags |= Flag.BAND_ZERO_FILLED
-                continue
-            img, zoom, window, x0, y0 = entry
+        for c, (img, zoom, window, x0, y0) in enumerate(self.bands):
+            if not img.calibrated:
+                flags |= Flag.UNCALIBRATED
             if not (np.isfinite(x0[i]) and np.isfinite(y0[i])):
                 raise InputError(f"row {i}: position has no pixel coordinates on this image",
                                  img.path)

@@ -32,7 +32,8 @@ __all__ = ["FileTemplate", "FastReader"]
 # Cards that decide how pixels are read: structure, band names, scaling, units, pixel scale.
 _KEY_CARD = re.compile(
     rb"(?:SIMPLE  |XTENSION|BITPIX  |NAXIS[0-9 ]{3}|PCOUNT  |GCOUNT  |BSCALE  |BZERO   |"
-    rb"BLANK   |EXTNAME |FILTER  |BAND[0-9 ]{4}|BANDS   |BUNIT   |MAGZP   |ZIMAGE  |"
+    rb"BLANK   |EXTNAME |FILTER  |BAND[0-9 ]{4}|BANDS   |BUNIT   |MAGZP   |MAGZERO |"
+    rb"FLUXMAG0|PHOTFLAM|PHOTPLAM|ZIMAGE  |"
     rb"CTYPE[0-9] {2}|CUNIT[0-9] {2}|CDELT[0-9] {2}|CD[0-9]_[0-9] {3}|PC[0-9]_[0-9] {3}|"
     rb"INHERIT )= ")
 _END_CARD = b"END" + b" " * 77
@@ -67,6 +68,7 @@ class _Band:
     bzero: float
     blank: int | None
     pixel_scale: float | None
+    calibrated: bool
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class FileTemplate:
                 headers.append((h0, end))
                 text = buf[h0:d0].decode("ascii", "replace")
                 hdu_info.append((d0, fits.Header.fromstring(text)))
+        if any(img.mask is not None for img in images):
+            return None  # mask planes: per-object masking, the safe path does it
         bands = []
         for img, (i, plane) in zip(images, sources):
             d0, hdr = hdu_info[i]
@@ -110,7 +114,7 @@ class FileTemplate:
             blank = hdr.get("BLANK") if dtype.kind in "iu" else None
             bands.append(_Band(img.band, offset, dtype, shape, img.factor,
                                float(hdr.get("BSCALE", 1.0)), float(hdr.get("BZERO", 0.0)),
-                               blank, img.pixel_scale))
+                               blank, img.pixel_scale, img.calibrated))
         index = _card_bytes(headers, buf)
         return cls(len(buf), index, np.frombuffer(buf, np.uint8)[index].tobytes(), tuple(bands))
 
@@ -152,27 +156,24 @@ class FastReader:
     `astrozoo.io.conform.conform` instead, with the bytes still read by offsets.
     """
 
-    def __init__(self, templates, spec, *, missing_band="raise", scale_rtol=0.01,
+    def __init__(self, templates, spec, *, scale_rtol=0.01,
                  scale_max_rtol=0.25, path=None):
         self.templates, self.spec = tuple(templates), spec
         bands = [(j, b) for j, t in enumerate(self.templates) for b in t.bands]
-        plan = match_bands([b.band for _, b in bands], spec.bands, missing_band=missing_band,
-                           path=path)
+        plan = match_bands([b.band for _, b in bands], spec.bands, path=path)
         self.flags, self.n_padded, steps = 0, 0, []
         for c, i in enumerate(plan):
-            if i is None:
-                self.flags |= Flag.BAND_ZERO_FILLED
-                steps.append((c, 1, None, None, 0, None, None))
-                continue
             j, b = bands[i]
             zoom = zoom_for(b.pixel_scale, spec.pixel_scale, scale_rtol=scale_rtol,
                             scale_max_rtol=scale_max_rtol, path=path)
             if zoom != 1.0 or b.blank is not None:
                 steps = None
                 break
+            if not b.calibrated:
+                self.flags |= Flag.UNCALIBRATED
             src_sl, dst_sl, padded = spans(b.shape, (spec.size, spec.size))
             if padded:
-                self.flags |= Flag.EDGE_PADDED
+                self.flags |= Flag.UNDERSIZED
                 self.n_padded += padded
             # Runs of spec bands lying equally spaced in one file (cube planes, or MEF
             # extensions with equal headers) are read as one strided view, one numpy call.
@@ -191,7 +192,8 @@ class FastReader:
         if bufs is None:
             return None
         return [BandImage(b.band, _pixels(buf, b)[0], b.factor, b.bscale, b.bzero, b.blank,
-                          b.pixel_scale) for buf, t in zip(bufs, self.templates) for b in t.bands]
+                          b.pixel_scale, calibrated=b.calibrated)
+                for buf, t in zip(bufs, self.templates) for b in t.bands]
 
     def _buffers(self, files):
         if len(files) != len(self.templates):
@@ -218,10 +220,7 @@ class FastReader:
         if self.n_padded:
             dst[...] = np.nan
         for c, n, b, j, stride, src_sl, dst_sl in self.steps:
-            if b is None:
-                dst[c] = 0.0
-            else:
-                write_scaled(_pixels(bufs[j], b, n, stride)[(slice(None), *src_sl)],
-                             dst[(slice(c, c + n), *dst_sl)], b.bscale, b.bzero, b.factor)
+            write_scaled(_pixels(bufs[j], b, n, stride)[(slice(None), *src_sl)],
+                         dst[(slice(c, c + n), *dst_sl)], b.bscale, b.bzero, b.factor)
         return int(self.flags), self.n_padded
 

@@ -1,10 +1,20 @@
 """Flux units: the factor that turns a file's pixel values into the model's ``flux_unit``.
 
-A FITS header states its calibration by an AB zero point ``MAGZP`` (pixel value ``p`` has AB
-magnitude ``MAGZP - 2.5 log10 p``) or by a flux unit ``BUNIT``. ``MAGZP`` wins when both are
-present, since survey headers often keep ``BUNIT = 'ADU'`` next to it. A header with neither is
-taken to be in the model's unit already. Maggies are defined against the AB reference flux
-(3631 Jy), so nanomaggy has zero point 22.5 and nJy 31.4.
+A FITS header states its calibration, in this order of precedence, by
+
+- an AB zero point ``MAGZP`` or ``MAGZERO`` (pixel value ``p`` has AB magnitude
+  ``ZP - 2.5 log10 p``; DES, PanSTARRS, SExtractor-style headers);
+- ``FLUXMAG0``, the pixel value of a zero-magnitude source (HSC and SDSS ``calexp``), i.e.
+  ``ZP = 2.5 log10 FLUXMAG0``;
+- ``PHOTFLAM`` with ``PHOTPLAM`` (HST: erg s^-1 cm^-2 A^-1 per e-/s, and the pivot wavelength in
+  A), i.e. ``ZP = -2.5 log10 PHOTFLAM - 5 log10 PHOTPLAM - 2.408``;
+- a flux unit ``BUNIT`` (``nJy``, ``nanomaggy``, ...).
+
+Zero points win over ``BUNIT`` since survey headers often keep ``BUNIT = 'ADU'`` next to them.
+A caller's ``unit=`` or ``zeropoint=`` overrides the header. A header with none of these is
+**uncalibrated**: `header_factor` says so, and the input pipeline warns and flags the row
+(`Flag.UNCALIBRATED`) rather than silently assuming the model's unit. Maggies are defined
+against the AB reference flux (3631 Jy), so nanomaggy has zero point 22.5 and nJy 31.4.
 """
 
 from __future__ import annotations
@@ -14,7 +24,11 @@ import math
 
 import astropy.units as u
 
-__all__ = ["AB_REFERENCE", "ab_zero_point", "parse_flux_unit", "unit_factor", "header_factor"]
+__all__ = ["AB_REFERENCE", "ab_zero_point", "parse_flux_unit", "unit_factor", "header_factor",
+           "zeropoint_factor", "CALIBRATION_KEYWORDS"]
+
+#: Header keywords that state a flux calibration (see the module docstring).
+CALIBRATION_KEYWORDS = ("MAGZP", "MAGZERO", "FLUXMAG0", "PHOTFLAM", "PHOTPLAM", "BUNIT")
 
 #: Flux of AB magnitude 0.
 AB_REFERENCE = 3631 * u.Jy
@@ -54,8 +68,32 @@ def unit_factor(unit: str, target: str) -> float:
     return (1 * parse_flux_unit(unit)).to_value(parse_flux_unit(target), _MAGGY_EQUIV)
 
 
-def header_factor(get, target: str) -> float:
-    """Factor from a header's ``MAGZP`` or ``BUNIT`` to ``target`` (1 when it has neither).
+def zeropoint_factor(zeropoint: float, target: str) -> float:
+    """Factor from pixel values on an AB zero point to ``target``."""
+    return 10 ** (-0.4 * (float(zeropoint) - ab_zero_point(target)))
+
+
+def _header_zeropoint(get) -> tuple[float, str] | None:
+    for key in ("MAGZP", "MAGZERO"):
+        if get(key) is not None:
+            return float(get(key)), key
+    if get("FLUXMAG0") is not None:
+        f0 = float(get("FLUXMAG0"))
+        if not f0 > 0:
+            raise ValueError(f"FLUXMAG0={f0!r} is not a positive flux")
+        return 2.5 * math.log10(f0), "FLUXMAG0"
+    if get("PHOTFLAM") is not None:
+        flam, plam = float(get("PHOTFLAM")), get("PHOTPLAM")
+        if plam is None:
+            raise ValueError("PHOTFLAM without PHOTPLAM (the pivot wavelength) cannot be "
+                             "turned into an AB zero point; pass zeropoint=")
+        return -2.5 * math.log10(flam) - 5 * math.log10(float(plam)) - 2.408, "PHOTFLAM"
+    return None
+
+
+def header_factor(get, target: str, *, unit: str | None = None,
+                  zeropoint: float | None = None) -> tuple[float, str | None]:
+    """Factor from a header's calibration (or the caller's override) to ``target``.
 
     Parameters
     ----------
@@ -64,20 +102,37 @@ def header_factor(get, target: str) -> float:
         primary header of a multi-extension file).
     target : str
         The model's flux unit.
+    unit, zeropoint : optional
+        The caller's statement of the pixels' unit or AB zero point; overrides the header.
+
+    Returns
+    -------
+    factor : float
+        1.0 when uncalibrated.
+    source : str or None
+        What calibrated it (``"MAGZP"``, ``"BUNIT"``, ``"unit="``, ...), None when nothing did.
 
     Raises
     ------
     ValueError
-        If ``BUNIT`` is not a flux unit and there is no ``MAGZP`` to calibrate it.
+        If the calibration present cannot be used (``BUNIT='ADU'`` with no zero point,
+        ``PHOTFLAM`` without ``PHOTPLAM``).
     """
-    magzp = get("MAGZP")
-    if magzp is not None:
-        return 10 ** (-0.4 * (float(magzp) - ab_zero_point(target)))
+    if unit is not None and zeropoint is not None:
+        raise ValueError("give unit= or zeropoint=, not both")
+    if zeropoint is not None:
+        return zeropoint_factor(zeropoint, target), "zeropoint="
+    if unit is not None:
+        return unit_factor(str(unit), target), "unit="
+    zp = _header_zeropoint(get)
+    if zp is not None:
+        return zeropoint_factor(zp[0], target), zp[1]
     bunit = get("BUNIT")
     if bunit is None or not str(bunit).strip():
-        return 1.0
+        return 1.0, None
     try:
-        return unit_factor(str(bunit), target)
+        return unit_factor(str(bunit), target), "BUNIT"
     except (ValueError, u.UnitsError) as e:
         raise ValueError(f"BUNIT={bunit!r} is not a flux unit convertible to {target} and "
-                         f"there is no MAGZP to calibrate it ({e})") from None
+                         f"there is no zero point (MAGZP, FLUXMAG0, PHOTFLAM) to calibrate it; "
+                         f"pass unit= or zeropoint= ({e})") from None

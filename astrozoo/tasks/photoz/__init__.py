@@ -26,7 +26,7 @@ register_model(ModelEntry(
     name="photoz-sdss",
     task="photo-z",
     weights=WeightsSource(bundled="photoz-sdss"),
-    sha256="018a407b39b37cb25e7a07a691dbb3cdf739fdc02cd6179b550d1e9b7f774217",
+    sha256="63ff060eb8bbc75255cfdcc263f2829f011b5718914fe1511f0c05a2c7158ab6",
     summary="SDSS ugriz catalogue photo-z with MDN p(z), trained on 6,000 real SDSS "
             "spectroscopic galaxies",
 ), default=True)

@@ -50,7 +50,7 @@ def load_sdss(split: str | None = None) -> Table:
     -------
     astropy.table.Table
         ``id`` (row index in the file), ``ra``, ``dec``, ``flux_<b>``, ``flux_err_<b>`` (model
-        fluxes, nanomaggies), ``extinction_<b>`` (mag), ``petroflux_<b>``,
+        fluxes, with unit nanomaggy), ``extinction_<b>`` (mag), ``petroflux_<b>``,
         ``petroflux_err_<b>``, ``z_spec`` and ``split``.
     """
     raw = Table.read(data_path())
@@ -62,6 +62,7 @@ def load_sdss(split: str | None = None) -> Table:
         for j, b in enumerate(BANDS):
             out[f"{prefix}_{b}"] = flux[:, j]
             out[f"{prefix}_err_{b}"] = err[:, j]
+            out[f"{prefix}_{b}"].unit = out[f"{prefix}_err_{b}"].unit = "nanomaggy"
     ext = np.asarray(raw["EXTINCTION"], np.float32)
     for j, b in enumerate(BANDS):
         out[f"extinction_{b}"] = ext[:, j]
