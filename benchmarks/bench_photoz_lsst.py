@@ -41,7 +41,8 @@ GOALS = {"bias": "abs <= 0.002", "pit_ks": "<= 0.05", "coverage68": "0.63-0.73"}
 
 def predict_images(model, images, batch: int = 500) -> dict[str, np.ndarray]:
     """Photo-z columns for (N, 6, 64, 64) nJy cutouts through the public API."""
-    out = model.predict(np.asarray(images), bands=list(BANDS), batch_size=batch, progress=False)
+    out = model.predict(np.asarray(images), bands=list(BANDS), unit="nJy", batch_size=batch,
+                        progress=False)
     return {c: np.asarray(out[c]) for c in out.colnames}
 
 

@@ -39,9 +39,29 @@ def models_table() -> str:
     return "\n".join(rows)
 
 
+def flags_table() -> str:
+    """The output flag bits, from the `Flag` enum's own ``#:`` comments."""
+    import inspect
+
+    from astrozoo.io.flags import Flag
+
+    docs, lines = {}, []
+    for line in inspect.getsource(Flag).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#:"):
+            lines.append(stripped[2:].strip())
+        elif "=" in stripped and lines:
+            docs[stripped.split("=")[0].strip()] = " ".join(lines)
+            lines = []
+    rows = ["| bit | name | meaning |", "| ---: | --- | --- |"]
+    rows += [f"| {int(f)} | `{f.name}` | {docs[f.name]} |" for f in Flag]
+    return "\n".join(rows)
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = replace_section(readme.read_text(), "models", models_table())
+    text = replace_section(text, "flags", flags_table())
     for section, fname in SECTIONS.items():
         f = RESULTS / fname
         if f.is_file():  # the results' own headings sit under the README's "## Performance"

@@ -175,3 +175,11 @@ def test_offline_hub_lookups_answer_at_once(tmp_path):
                   env={"HF_HOME": str(tmp_path), "HF_ENDPOINT": "http://127.0.0.1:9"})
     assert res.returncode == 2 and "cannot be reached" in res.stderr
     assert time.perf_counter() - t0 < 15  # huggingface_hub's own retries take ~23 s more
+
+
+def test_readme_documents_every_output_flag():
+    from astrozoo.io import Flag
+
+    section = (REPO / "README.md").read_text().split("<!-- flags:start -->")[1]
+    for f in Flag:
+        assert f"| {int(f)} | `{f.name}` |" in section, f.name

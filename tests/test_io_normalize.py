@@ -53,3 +53,19 @@ def test_constant_band_stays_finite(preset):
     x = torch.full((2, 3, 16, 16), 5.0)
     x[1] = 0.0
     assert torch.isfinite(normalize(x, preset)).all()
+
+
+@pytest.mark.parametrize("preset, kwargs", [("asinh", {}), ("asinh", {"sky_sigma": [1.0, 2.0]}),
+                                            ("robust", {}), ("percentile", {}),
+                                            ("identity", {})])
+def test_scale_free_claim_is_true(preset, kwargs):
+    """InputSpec.scale_free (which decides whether uncalibrated inputs are flagged) says what
+    the preset does: output unchanged when every flux is multiplied by a constant."""
+    from astrozoo.config import InputSpec
+
+    x = noise(seed=3)[:, :2] + 5.0
+    same = torch.allclose(normalize(x * 37.0, preset, **kwargs), normalize(x, preset, **kwargs),
+                          rtol=1e-4, atol=1e-5)
+    spec = InputSpec(bands=("g", "r"), size=x.shape[-1], pixel_scale=0.2, normalization=preset,
+                     normalization_kwargs=kwargs)
+    assert spec.scale_free == same

@@ -349,3 +349,18 @@ def test_vizier_positions(tmp_path, lens):
     cat = Table({"RAJ2000": [150.0], "DEJ2000": [2.0]})
     t = lens.predict(paths, catalog=cat, keep=["RAJ2000"], progress=False)
     assert t["flags"][0] == 0 and t["RAJ2000"][0] == 150.0
+
+
+def test_survey_image_masks_are_used(tmp_path):
+    img = np.full((50, 50), 5.0, np.float32)
+    mask = np.zeros((50, 50), np.int32)
+    mask[24:27, 24:27] = 1  # BAD
+    hdus = fits.HDUList([fits.PrimaryHDU(header=fits.Header({"FILTER": "r", "BUNIT": "nJy"})),
+                         fits.ImageHDU(img, name="IMAGE"),
+                         fits.ImageHDU(mask, fits.Header({"MP_BAD": 0}), name="MASK"),
+                         fits.ImageHDU(np.ones((50, 50), np.float32), name="VARIANCE")])
+    hdus.writeto(tmp_path / "calexp.fits")
+    cs = open_inputs({"r": tmp_path / "calexp.fits"}, ONE_BAND,
+                     catalog=Table({"x": [25.0, 5.0], "y": [25.0, 5.0]}))
+    b = cs.read_batch([0, 1])
+    assert b.n_bad_pixels.tolist() == [9, 0] and (b.data == 5.0).all()

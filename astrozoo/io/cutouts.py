@@ -29,7 +29,7 @@ from ..exceptions import InputError
 from .catalog import find_column
 from .conform import BandImage, match_bands, place, zoom_for
 from .flags import Flag
-from .layouts import pixel_scale_of
+from .layouts import _mask_bits, _plane_kind, pixel_scale_of
 from .units import header_factor
 
 __all__ = ["cutout_origins", "cut", "SurveyImage", "survey_positions"]
@@ -73,9 +73,13 @@ class SurveyImage:
         self.band, self.path = band, Path(path)
         try:
             with fits.open(self.path, memmap=True, do_not_scale_image_data=True) as hdul:
-                idx = next(i for i, h in enumerate(hdul)
-                           if h.is_image and h.header.get("NAXIS", 0) == 2)
+                planes = [(i, _plane_kind(h.header)) for i, h in enumerate(hdul)
+                          if h.is_image and h.header.get("NAXIS", 0) == 2]
+                idx = next(i for i, kind in planes if kind == "image")
                 hdr, primary = hdul[idx].header, hdul[0].header
+                # pipeline images: the mask / weight planes that follow the image mark bad pixels
+                self.masks = [(i, kind, _mask_bits(hdul[i].header)) for i, kind in planes
+                              if i > idx and kind in ("mask", "weight")]
         except StopIteration:
             raise InputError("no 2-D image HDU", self.path) from None
         except FileNotFoundError:
@@ -111,13 +115,31 @@ class SurveyImage:
         return self._data
 
     def __getstate__(self):
-        return {**self.__dict__, "_data": None}
+        return {**self.__dict__, "_data": None, "_planes": None}
+
+    def _plane(self, i):
+        if getattr(self, "_planes", None) is None:
+            self._planes = {}
+        if i not in self._planes:
+            self._planes[i] = fits.getdata(self.path, i, memmap=True)
+        return self._planes[i]
 
     def band_image(self, x0: int, y0: int, size: int):
         """`BandImage` of the window at (x0, y0) and its padded pixel count."""
         data, n_pad = cut(self.data, int(x0), int(y0), size)
         if self.blank is not None:
             data[data == self.blank] = np.nan  # exact: cut() keeps integers exactly
+        for i, kind, bits in self.masks:
+            plane, _ = cut(self._plane(i), int(x0), int(y0), size)
+            with np.errstate(invalid="ignore"):
+                if kind == "mask":
+                    ints = np.nan_to_num(plane, nan=0).astype(np.int64)
+                    bad = (ints & bits) != 0 if bits is not None else ints != 0
+                else:
+                    bad = ~(plane > 0) & np.isfinite(plane)  # off-image NaN is counted already
+            if bad.any():
+                data = data.astype(np.float64) if data.dtype.kind in "iu" else data
+                data[bad] = np.nan
         return BandImage(self.band, data, self.factor, self.bscale, self.bzero, None,
                          self.pixel_scale, calibrated=self.calibrated), n_pad
 
