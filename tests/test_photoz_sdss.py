@@ -70,7 +70,7 @@ def test_pdf_integrates_to_one_on_positive_z(model, test_split, prediction):
     np.testing.assert_allclose(np.trapezoid(p, ZGRID, axis=1), 1.0, atol=1e-4)
     assert (model.pdf(rows, [-0.5, -1e-6]) == 0).all()
     assert (prediction["z_lo95"] >= 0).all()
-    assert prediction["mdn_weight"].shape == prediction["mdn_mu"].shape == (len(test_split), 25)
+    assert prediction["mdn_weight"].shape == prediction["mdn_mu"].shape == (len(test_split), 50)
 
 
 def test_missing_and_negative_fluxes_are_handled(model, test_split):

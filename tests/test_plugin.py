@@ -85,11 +85,11 @@ def _images(n=6):
 def test_toy_task_load_predict_save_load(toy_task, tmp_path):
     assert TASK in astrozoo.list_tasks() and astrozoo.list_models(TASK) == ["toy-model"]
     model = astrozoo.load(TASK)
-    t = model.predict(_images(), bands=["r"], progress=False)
+    t = model.predict(_images(), bands=["r"], unit="nJy", progress=False)
     assert list(t["label"]) == ["faint"] * 3 + ["bright"] * 3
     np.testing.assert_allclose(t["p_faint"] + t["p_bright"], 1, rtol=1e-6)
     again = astrozoo.load(model.save_pretrained(tmp_path / "again"))
-    t2 = again.predict(_images(), bands=["r"], progress=False)
+    t2 = again.predict(_images(), bands=["r"], unit="nJy", progress=False)
     np.testing.assert_array_equal(t["p_bright"], t2["p_bright"])
     assert "image-classification" in (tmp_path / "again" / "README.md").read_text()
     from astrozoo.evaluation import evaluate
@@ -103,13 +103,13 @@ def test_output_columns_are_enforced(toy_task, tmp_path):
     broken = ToyMissingColumn(model.config.replace(architecture="toy-missing"))
     broken.load_state_dict(model.state_dict())
     with pytest.raises(OutputContractError, match=r"missing \['p_bright'\]"):
-        broken.predict(_images(), bands=["r"], progress=False)
+        broken.predict(_images(), bands=["r"], unit="nJy", progress=False)
     with pytest.raises(OutputContractError):
         broken.predict_batch(_images())
     # the same holds for a broken model loaded from disk
     d = broken.save_pretrained(tmp_path / "broken")
     with pytest.raises(OutputContractError):
-        astrozoo.load(d).predict(_images(), bands=["r"], progress=False)
+        astrozoo.load(d).predict(_images(), bands=["r"], unit="nJy", progress=False)
 
 
 def test_task_metadata_and_unregister(toy_task):

@@ -111,8 +111,9 @@ class CutoutSet(Sequence):
             elif "uncalibrated" not in self._warned:
                 self._warned.add("uncalibrated")
                 warnings.warn(
-                    f"{where}: no flux calibration ({'/'.join(CALIBRATION_KEYWORDS)}); values "
-                    f"are taken to be in the model's unit ({self.spec.flux_unit}) and such rows "
+                    f"{where}: no flux calibration (no {'/'.join(CALIBRATION_KEYWORDS)} header, "
+                    f"no unit= or column unit); values are taken to be in the model's unit "
+                    f"({self.spec.flux_unit}) and such rows "
                     "are flagged UNCALIBRATED. Pass unit= or zeropoint= (CLI --unit, "
                     "--zeropoint) to state it, or uncalibrated='raise' to refuse them.",
                     stacklevel=4)

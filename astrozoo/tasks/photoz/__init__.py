@@ -26,7 +26,7 @@ register_model(ModelEntry(
     name="photoz-sdss",
     task="photo-z",
     weights=WeightsSource(bundled="photoz-sdss"),
-    sha256="63ff060eb8bbc75255cfdcc263f2829f011b5718914fe1511f0c05a2c7158ab6",
+    sha256="97626037ee13d8510c71699c3e3f9fc056627baca8ece1febec17ebd67d0310e",
     summary="SDSS ugriz catalogue photo-z with MDN p(z), trained on 6,000 real SDSS "
             "spectroscopic galaxies",
 ), default=True)

@@ -152,7 +152,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--members", type=int, default=5)
+    p.add_argument("--members", type=int, default=10)
     p.add_argument("--components", type=int, default=5)
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--depth", type=int, default=3)
