@@ -47,7 +47,7 @@ cfg = ModelConfig(name="slow", task="lens-finding", architecture="slow", arch_kw
                   input_spec=InputSpec(bands=("g", "r"), size=8, pixel_scale=0.2),
                   outputs=("p_lens",))
 x = np.random.default_rng(0).normal(5, 1, size=(120, 2, 8, 8)).astype(np.float32)
-predict(Slow(cfg), x, output=sys.argv[1], batch_size=5, chunk_size=10, progress=False,
+predict(Slow(cfg), x, bands=["g", "r"], output=sys.argv[1], batch_size=5, chunk_size=10, progress=False,
         num_workers=1)
 print("seen", Slow.seen)
 """

@@ -19,6 +19,6 @@ register_architecture("lens-classifier", "astrozoo.tasks.lens_finding.model:Lens
 register_model(ModelEntry(
     name="lens-resnet10t-lsst", task="lens-finding",
     weights=WeightsSource(bundled="lens-resnet10t-lsst"),
-    sha256="9807b725dcdd3e709c80a81d4d350387bd2201b48a4197ba89dee6e6f16e5629",
+    sha256="dd4db3568028aa578f8f4090726a58422122b5b414c9acaeae3c751076991577",
     summary="Strong-lens classifier (slim ResNet-10t) for LSST-like g,r,i 64x64 cutouts, "
             "trained on lenstronomy simulations"), default=True)

@@ -35,7 +35,7 @@ register_model(ModelEntry(
     name="photoz-lsst",
     task="photo-z",
     weights=WeightsSource(bundled="photoz-lsst"),
-    sha256="04fc386addad0295de2d686afa95f0caa6ede97de442b93a91354cddbd47518e",
+    sha256="ab69c65dcec7ffea953f65228be79f3bf80fef122f8e22db0628cd15ba3339e4",
     summary="LSST-like ugrizy 64x64 cutout photo-z: small ResNet + aperture photometry, MDN "
             "p(z); trained on GalSim bulge+disk CWW simulations",
 ))
