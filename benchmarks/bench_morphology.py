@@ -131,7 +131,7 @@ def main(argv=None) -> None:
         confusions[name] = confusion_matrix(truth["label"], pred, len(CLASSES))
         print(json.dumps(metrics[name]))
 
-    plot_confusion({NAMES[k]: cm for k, cm in confusions.items()},
+    plot_confusion({NAMES[k].split(" (")[0]: cm for k, cm in confusions.items()},
                    ROOT / "benchmarks" / "results" / "morphology_confusion.png")
     entry = get_entry(a.model)
     record_metrics(entry.weights.bundled_dir, metrics, format_metrics(metrics, confusions))
