@@ -49,22 +49,18 @@ def _chunk_seed(seed: int, k: int) -> int:
 
 def load_chunk(seed: int, k: int, cache=None) -> dict[str, np.ndarray]:
     """Chunk `k` of the training data (k == N_TRAIN_CHUNKS is the validation set), simulated
-    on first use. Images are stored as float16 nJy (relative precision 5e-4, far below the
-    pixel noise)."""
-    from astrozoo.training.cache import cached
+    on first use and kept in the training-data cache."""
+    from astrozoo.training.cache import simulated_chunk
 
     n = N_VAL if k == N_TRAIN_CHUNKS else CHUNK
-
-    def build():
-        x, y, _ = simulate(n, _chunk_seed(seed, k))
-        return {"x": x.astype(np.float16), "y": y}
-
-    return cached(f"morphology_v1_seed{seed}_chunk{k:03d}", build, cache)
+    return simulated_chunk(f"morphology_v1_seed{seed}_chunk{k:03d}", simulate, n, _chunk_seed(seed, k),
+                           cache)
 
 
 def load_chunks(seed: int, ks, cache=None) -> tuple[np.ndarray, np.ndarray]:
-    parts = [load_chunk(seed, k, cache) for k in ks]
-    return np.concatenate([p["x"] for p in parts]), np.concatenate([p["y"] for p in parts])
+    from astrozoo.training.cache import concat_chunks
+
+    return concat_chunks(load_chunk(seed, k, cache) for k in ks)
 
 
 def build_config(seed: int, name: str = MODEL_NAME, arch_kwargs: dict | None = None,
