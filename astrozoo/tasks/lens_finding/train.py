@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -127,23 +125,12 @@ def train(x, y, xv, yv, *, out: Path, config=None, model=None, train_cfg=None,
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--cache", type=Path, default=None, help="training-data cache directory")
-    p.add_argument("--checkpoint", type=Path, default=None,
-                   help="resumable training state (default: runs/<name>-seed<seed>/checkpoint)")
-    p.add_argument("--generate-only", action="store_true")
-    p.add_argument("--worker", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1)
-    a = p.parse_args(argv)
+    from astrozoo.training.recipe import generate_chunks, recipe_parser
+
+    a = recipe_parser(__doc__.splitlines()[0], epochs=10).parse_args(argv)
     if a.generate_only:
-        for k in range(a.worker, N_TRAIN_CHUNKS + 1, a.workers):
-            t = time.time()
-            load_chunk(a.seed, k, a.cache)
-            print(f"chunk {k} in {time.time() - t:.0f} s", flush=True)
+        generate_chunks(load_chunk, a.seed, range(N_TRAIN_CHUNKS + 1), a.worker, a.workers,
+                        a.cache)
         return
     import torch
 

@@ -14,8 +14,6 @@
 
 from __future__ import annotations
 
-import argparse
-import time
 from pathlib import Path
 
 import numpy as np
@@ -223,25 +221,14 @@ def train(x, y, xv, yv, *, out: Path, config=None, model=None, train_cfg=None,
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--cache", type=Path, default=None, help="training-data cache directory")
-    p.add_argument("--checkpoint", type=Path, default=None,
-                   help="resumable training state (default: runs/<name>-seed<seed>/checkpoint)")
-    p.add_argument("--generate-only", action="store_true")
-    p.add_argument("--worker", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--epochs", type=int, default=8)
+    from astrozoo.training.recipe import generate_chunks, recipe_parser
+
+    p = recipe_parser(__doc__.splitlines()[0], epochs=8)
     p.add_argument("--train-chunks", type=int, default=N_TRAIN_CHUNKS)
-    p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     if a.generate_only:
-        ks = [*range(a.train_chunks), N_TRAIN_CHUNKS]
-        for k in ks[a.worker::a.workers]:
-            t = time.time()
-            load_chunk(a.seed, k, a.cache)
-            print(f"chunk {k} in {time.time() - t:.0f} s", flush=True)
+        generate_chunks(load_chunk, a.seed, [*range(a.train_chunks), N_TRAIN_CHUNKS], a.worker,
+                        a.workers, a.cache)
         return
     import torch
 
