@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 from .registry import (ModelEntry, Task, WeightsSource, list_models, list_tasks,  # noqa: E402
                        register_architecture, register_model, register_task)  # (torch-free)
 
-__all__ = ["__version__", "list_tasks", "list_models", "load", "download", "Task",
+__all__ = ["__version__", "list_tasks", "list_models", "load", "download", "finetune", "Task",
            "ModelEntry", "WeightsSource", "register_task", "register_architecture",
            "register_model"]
 
@@ -32,3 +32,10 @@ def download(name):
     from .registry import get_entry
 
     return _download(name if str(name).startswith(HUB_PREFIX) else get_entry(name))
+
+
+def finetune(model, train, val=None, **kwargs):
+    """Fine-tune a zoo model on your labelled cutouts; see `astrozoo.transfer.finetune`."""
+    from .transfer import finetune as _finetune
+
+    return _finetune(model, train, val, **kwargs)

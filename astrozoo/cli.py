@@ -1,4 +1,4 @@
-"""The ``astrozoo`` command: list, info, predict, download.
+"""The ``astrozoo`` command: list, info, predict, finetune, download.
 
 Heavy imports (torch, astropy) happen inside the commands that need them, so ``astrozoo --help``
 and ``astrozoo list`` answer quickly. Ordinary problems (a bad file, a missing band, no GPU, an
@@ -177,6 +177,58 @@ def _cmd_predict(args) -> int:
     return status
 
 
+def _band_list(text):
+    """``griz`` or ``g,r,i,z`` -> a list of band names (None stays None)."""
+    if not text:
+        return None
+    return text.split(",") if "," in text else list(text)
+
+
+def _cmd_finetune(args) -> int:
+    from pathlib import Path
+
+    from . import finetune
+
+    out = Path(args.output)
+    if (out / "model.safetensors").is_file() and not args.overwrite:
+        raise FileExistsError(f"{out} already holds a model (--overwrite to replace it)")
+    freeze = int(args.freeze) if args.freeze.isdigit() else args.freeze
+    val = args.val
+    if val is not None:
+        try:
+            val = float(val)
+        except ValueError:
+            pass  # a table path
+    labels = args.labels.split(",") if args.labels else None
+    label_column = args.label_column.split(",")
+    read = {k: v for k, v in dict(unit=args.unit, zeropoint=args.zeropoint,
+                                  on_error=args.on_error, max_missing=args.max_missing,
+                                  scale_max_rtol=args.scale_max_rtol).items() if v is not None}
+    train = {k: v for k, v in dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                   seed=args.seed, patience=args.patience).items()
+             if v is not None}
+    model = finetune(
+        args.model, args.train, val, head=args.head, labels=labels,
+        label_column=label_column[0] if len(label_column) == 1 else label_column,
+        path_column=args.path_column, freeze=freeze,
+        layer_decay=None if args.layer_decay == 0 else args.layer_decay,
+        bands=_band_list(args.bands),
+        pixel_scale=args.pixel_scale, size=args.size, survey=args.survey,
+        class_weight=args.class_weight, unlabeled=args.unlabeled,
+        pseudo_threshold=args.pseudo_threshold, name=args.name, read_options=read,
+        progress=not args.quiet, log=(lambda m: None) if args.quiet else
+        (lambda m: print(m, file=sys.stderr)), **train)
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:  # one writer when run under torchrun
+        model.save_pretrained(out)
+        metrics = model.config.metrics.get("finetune-validation", {})
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        print(f"wrote {model.name} ({model.task}, {model.config.training['n_train']} training "
+              f"rows) to {out}" + (f"; validation: {shown}" if shown else ""), file=sys.stderr)
+    return 0
+
+
 def _cmd_download(args) -> int:
     from . import download
 
@@ -258,6 +310,50 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary "
                    "(failures are still reported)")
     s.set_defaults(func=_cmd_predict)
+
+    s = sub.add_parser("finetune", parents=[debug], help="fine-tune a model on your labelled "
+                       "cutouts (a table of FITS paths and labels)")
+    s.add_argument("model", help="parent: task name, model name, model directory or hf-hub:...")
+    s.add_argument("train", help="training table (.fits, .ecsv, .csv, .parquet) with a column of "
+                   "cutout paths and the label column(s)")
+    s.add_argument("-o", "--output", required=True, help="directory for the fine-tuned model")
+    s.add_argument("--val", help="validation table, or a fraction of the training rows to hold "
+                   "out (early stopping, best epoch)")
+    s.add_argument("--head", choices=("binary", "classes", "regression", "mdn"),
+                   help="default: the parent's kind (lens finding: binary)")
+    s.add_argument("--label-column", default="label", help="label column(s), comma-separated "
+                   "for several regression targets (default: label)")
+    s.add_argument("--labels", help="class names in order (classes), the positive class "
+                   "(binary) or target names (regression), comma-separated")
+    s.add_argument("--path-column", help="column of cutout paths (default: path, file, ...)")
+    s.add_argument("--freeze", default="none", help="none (default), backbone (head only), or "
+                   "N: train the last N blocks and the head")
+    s.add_argument("--layer-decay", type=float, default=0.75,
+                   help="layer-wise learning-rate decay (default 0.75; 0: one rate)")
+    s.add_argument("--bands", help="your bands, e.g. griz or g,r,i,z (default: the parent's)")
+    s.add_argument("--pixel-scale", type=float, help="your arcsec/pixel (default: the parent's)")
+    s.add_argument("--size", type=int, help="your cutout side in pixels (default: the parent's)")
+    s.add_argument("--survey", help="survey preset of your data (wavelengths; e.g. des)")
+    s.add_argument("--class-weight", choices=("balanced",), help="weight classes by their "
+                   "inverse frequency")
+    s.add_argument("--unlabeled", help="unlabelled cutouts (glob or directory) for one round of "
+                   "pseudo-labelling")
+    s.add_argument("--pseudo-threshold", type=float, default=0.95)
+    s.add_argument("--epochs", type=int, help="default: enough for 300 steps, at least 10")
+    s.add_argument("--batch-size", type=int)
+    s.add_argument("--lr", type=float)
+    s.add_argument("--patience", type=int)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--name", help="name of the new model")
+    s.add_argument("--unit", help="flux unit of the cutouts, overriding the headers")
+    s.add_argument("--zeropoint", type=float, help="AB zero point, overriding the headers")
+    s.add_argument("--on-error", choices=("raise", "flag"), help="flag: leave unreadable "
+                   "cutouts out of training (with a warning) instead of stopping")
+    s.add_argument("--max-missing", type=float)
+    s.add_argument("--scale-max-rtol", type=float)
+    s.add_argument("--overwrite", action="store_true", help="replace a model in --output")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=_cmd_finetune)
 
     s = sub.add_parser("download", parents=[debug], help="fetch and verify a model's files into the local cache")
     s.add_argument("name", help="model or task name, or hf-hub:org/repo[@rev]")

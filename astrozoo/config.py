@@ -41,6 +41,10 @@ class InputSpec:
         Name of a preset in `astrozoo.preprocessing.normalize.PRESETS`.
     normalization_kwargs : dict
         Keyword arguments of that preset.
+    band_mapping : dict
+        For a model adapted from a parent trained on other bands (`astrozoo.transfer`):
+        ``{band: [parent bands]}``, the parent bands each input band's first-layer weights were
+        initialised from. Empty otherwise.
     """
 
     kind: str = "image"
@@ -51,6 +55,7 @@ class InputSpec:
     flux_unit: str = "nJy"
     normalization: str = "asinh"
     normalization_kwargs: dict[str, Any] = field(default_factory=dict)
+    band_mapping: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.kind not in ("image", "catalog"):

@@ -110,6 +110,12 @@ class ZooModel(nn.Module):
         """Pooled backbone features (B, D), for `embed`."""
         raise NotImplementedError(f"{type(self).__name__} has no embedding")
 
+    def head_state(self, kind: str, labels) -> dict[str, torch.Tensor] | None:
+        """Weights for a fine-tuning head of `kind` (`astrozoo.transfer.HEADS`) with `labels`
+        that this model's own head can seed (same kind and classes), as a state dict of that
+        head; None when it has no such head (the new head starts fresh)."""
+        return None
+
     # -- user API ---------------------------------------------------------------------------
     def predict(self, inputs, batch_size: int = 256, device=None, progress: bool = True,
                 **kwargs):

@@ -126,12 +126,13 @@ def list_tasks() -> list[str]:
 
 
 # -- architectures ----------------------------------------------------------------------------
-def register_architecture(key: str, target: str | type, *, task: str) -> None:
+def register_architecture(key: str, target: str | type, *, task: str | None) -> None:
     """Allow ``config.json`` files to name `key`, built by `target` (a ZooModel subclass or
-    ``"module:Class"``, imported on first use)."""
+    ``"module:Class"``, imported on first use). ``task=None``: an architecture that serves any
+    task (fine-tuned heads on a zoo backbone, `astrozoo.transfer`)."""
     if key in _ARCHITECTURES:
         raise ValueError(f"architecture {key!r} is already registered")
-    if task not in _TASKS:
+    if task is not None and task not in _TASKS:
         raise ValueError(f"architecture {key!r}: register task {task!r} first")
     _ARCHITECTURES[key] = (task, target)
 
@@ -148,8 +149,12 @@ def get_architecture(key: str) -> type:
 
 
 def list_architectures(task: str | None = None) -> list[str]:
+    """Architecture keys serving `task` (including those that serve any task); [] for a task
+    that is not registered."""
     _ensure_loaded()
-    return sorted(k for k, (t, _) in _ARCHITECTURES.items() if task is None or t == task)
+    if task is not None and task not in _TASKS:
+        return []
+    return sorted(k for k, (t, _) in _ARCHITECTURES.items() if task is None or t in (task, None))
 
 
 def _resolve(target: str) -> Callable:

@@ -7,6 +7,8 @@ per survey: the per-pixel sky sigma of the coadd (sky Poisson counts plus the re
 exposure) and the flux of one effective electron, which sets the source's own shot noise.
 PSFs are GalSim profiles.
 
+Every preset also carries the pivot wavelength of each band (``wavelengths``, `band_wavelength`).
+
 A preset's ``pixel_scale`` also documents what cutouts of that survey come at, for users matching
 their data to a model (``astrozoo info`` shows the model's).
 """
@@ -19,7 +21,8 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["BandNoise", "Survey", "get_survey", "list_surveys", "psf_profile", "PSF_FAMILIES"]
+__all__ = ["BandNoise", "Survey", "GENERIC_WAVELENGTHS", "band_wavelength", "get_survey",
+           "list_surveys", "psf_profile", "PSF_FAMILIES"]
 
 #: PSF families `psf_profile` draws (GalSim profiles).
 PSF_FAMILIES = ("gaussian", "moffat", "kolmogorov", "core+halo")
@@ -69,6 +72,8 @@ class Survey:
         Range of the per-object PSF FWHM relative to each band's median seeing.
     softening : dict
         ``{band: b}`` asinh-magnitude softening (flux unit) for catalogue presets.
+    wavelengths : dict
+        ``{band: nm}`` effective (pivot) wavelength of each band, nm (see `band_wavelength`).
     """
 
     name: str
@@ -80,6 +85,7 @@ class Survey:
     psf_families: tuple[str, ...] = ("gaussian", "moffat", "core+halo")
     seeing_factor: tuple[float, float] = (0.7, 1.4)
     softening: dict[str, float] = field(default_factory=dict)
+    wavelengths: dict[str, float] = field(default_factory=dict)
 
     @property
     def zero_point(self) -> float:
@@ -139,6 +145,50 @@ class Survey:
                 for s in self.seeing(bands)]
 
 
+# Pivot wavelengths (nm, rounded to 1 nm) of speclite's filter curves ``lsst2016-*``,
+# ``decam2014-*``, ``sdss2010-*`` and ``hsc2017-*`` (``speclite.filters.load_filters``):
+# lambda_p^2 = int R lambda dlambda / int R / lambda dlambda for the photon-counting response R.
+# Recomputed from the curves in tests/test_surveys.py.
+_PIVOT_NM = {
+    "lsst2016": {"u": 367.0, "g": 481.0, "r": 621.0, "i": 754.0, "z": 869.0, "y": 970.0},
+    "decam2014": {"g": 482.0, "r": 642.0, "i": 781.0, "z": 916.0, "Y": 987.0},
+    "sdss2010": {"u": 359.0, "g": 470.0, "r": 618.0, "i": 750.0, "z": 890.0},
+    "hsc2017": {"g": 479.0, "r": 621.0, "i": 769.0, "z": 890.0, "y": 977.0},
+}
+#: Generic pivot wavelengths (nm) of the standard bands for `band_wavelength` without a preset:
+#: LSST's (``lsst2016-*``) for u g r i z y, DECam's (``decam2014-Y``) for Y. Other surveys'
+#: bands of the same name differ by up to ~50 nm (DECam z): pass the survey where it matters.
+GENERIC_WAVELENGTHS = {**_PIVOT_NM["lsst2016"], "Y": _PIVOT_NM["decam2014"]["Y"]}
+
+
+def band_wavelength(band: str, survey=None) -> float:
+    """Effective (pivot) wavelength of `band`, nm.
+
+    Parameters
+    ----------
+    band : str
+        Band name (``"g"``, ``"z"``, ``"Y"``, ...).
+    survey : str or Survey, optional
+        Preset (name or object) whose value is used when it has the band; otherwise, and when
+        not given, the generic value of a standard band (`GENERIC_WAVELENGTHS`).
+
+    Raises
+    ------
+    ValueError
+        When `band` is neither the survey's nor a standard band (u g r i z y Y).
+    """
+    if survey is not None:
+        s = get_survey(survey) if isinstance(survey, str) else survey
+        if band in s.wavelengths:
+            return float(s.wavelengths[band])
+    try:
+        return float(GENERIC_WAVELENGTHS[band])
+    except (KeyError, TypeError):
+        where = f"a band of survey {s.name!r} nor " if survey is not None else ""
+        raise ValueError(f"no wavelength for band {band!r}: neither {where}a standard band "
+                         f"{tuple(GENERIC_WAVELENGTHS)}") from None
+
+
 def _tuple(bands) -> tuple[str, ...]:
     return (bands,) if isinstance(bands, str) else tuple(bands)
 
@@ -196,7 +246,8 @@ def _lsst() -> Survey:
     return Survey(
         name="lsst", bands=bands, pixel_scale=0.2, flux_unit="nJy",
         description="Rubin LSST 10-year coadd (lenstronomy's LSST configuration, coadd_years=10)",
-        noise=_lenstronomy_noise(LSST, bands, "nJy", coadd_years=10))
+        noise=_lenstronomy_noise(LSST, bands, "nJy", coadd_years=10),
+        wavelengths=dict(_PIVOT_NM["lsst2016"]))
 
 
 def _des() -> Survey:
@@ -207,7 +258,8 @@ def _des() -> Survey:
         name="des", bands=bands, pixel_scale=0.263, flux_unit="nJy",
         description="Dark Energy Survey 6-year (Y6) wide-field coadd (lenstronomy's DES "
                     "configuration, coadd_years=6)",
-        noise=_lenstronomy_noise(DES, bands, "nJy", coadd_years=6), seeing_factor=(0.8, 1.3))
+        noise=_lenstronomy_noise(DES, bands, "nJy", coadd_years=6), seeing_factor=(0.8, 1.3),
+        wavelengths=dict(_PIVOT_NM["decam2014"]))
 
 
 def _sdss() -> Survey:
@@ -216,21 +268,25 @@ def _sdss() -> Survey:
         name="sdss", bands=("u", "g", "r", "i", "z"), pixel_scale=0.396, flux_unit="nanomaggy",
         description="SDSS imaging catalogue photometry (asinh-magnitude softening of Stoughton "
                     "et al. 2002)",
-        softening={"u": 0.14, "g": 0.09, "r": 0.12, "i": 0.18, "z": 0.74})
+        softening={"u": 0.14, "g": 0.09, "r": 0.12, "i": 0.18, "z": 0.74},
+        wavelengths=dict(_PIVOT_NM["sdss2010"]))
 
 
 def _legacysurvey() -> Survey:
     return Survey(name="legacysurvey", bands=("g", "r", "i", "z"), pixel_scale=0.262,
                   flux_unit="nanomaggy",
                   description="DESI Legacy Imaging Surveys (DECaLS/BASS/MzLS) cutouts: 0.262\"/px, "
-                              "nanomaggies, cubes with BANDS='grz' (no noise model here)")
+                              "nanomaggies, cubes with BANDS='grz' (no noise model here)",
+                  # DECam's curves (DECaLS); the north's BASS g, r and MzLS z lie within 6 nm
+                  wavelengths={b: _PIVOT_NM["decam2014"][b] for b in "griz"})
 
 
 def _hsc() -> Survey:
     return Survey(name="hsc", bands=("g", "r", "i", "z", "y"), pixel_scale=0.168,
                   flux_unit="nJy",
                   description="Hyper Suprime-Cam SSP coadds: 0.168\"/px, calibrated by FLUXMAG0 "
-                              "(no noise model here)")
+                              "(no noise model here)",
+                  wavelengths=dict(_PIVOT_NM["hsc2017"]))
 
 
 _BUILDERS = {"lsst": _lsst, "des": _des, "sdss": _sdss, "legacysurvey": _legacysurvey,

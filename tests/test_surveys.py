@@ -8,7 +8,7 @@ import pytest
 import astrozoo
 from astrozoo.io.units import ab_zero_point
 from astrozoo.registry import get_entry
-from astrozoo.surveys import PSF_FAMILIES, get_survey, list_surveys, psf_profile
+from astrozoo.surveys import PSF_FAMILIES, band_wavelength, get_survey, list_surveys, psf_profile
 
 
 @pytest.mark.parametrize("name,config,kwargs", [
@@ -70,3 +70,33 @@ def test_every_shipped_model_names_a_survey_preset():
         assert set(spec.bands) <= set(survey.bands) and spec.flux_unit == survey.flux_unit
         if spec.kind == "image":
             assert spec.pixel_scale == survey.pixel_scale
+
+
+@pytest.mark.parametrize("name,curves", [
+    ("lsst", "lsst2016"), ("des", "decam2014"), ("sdss", "sdss2010"),
+    ("legacysurvey", "decam2014"), ("hsc", "hsc2017")])
+def test_band_wavelengths_are_speclite_pivot_wavelengths(name, curves):
+    """The hard-coded wavelengths are the pivot wavelengths of speclite's filter curves."""
+    import speclite.filters as filters
+    trapezoid = getattr(np, "trapezoid", None) or np.trapz
+    survey = get_survey(name)
+    assert set(survey.wavelengths) == set(survey.bands)
+    for band in survey.bands:
+        f = filters.load_filter(f"{curves}-{band}")
+        w, r = np.asarray(f.wavelength, float), np.asarray(f.response, float)  # Angstrom
+        pivot_nm = np.sqrt(trapezoid(r * w, w) / trapezoid(r / w, w)) / 10
+        assert survey.wavelengths[band] == pytest.approx(pivot_nm, abs=2.0)
+        assert band_wavelength(band, name) == survey.wavelengths[band]
+
+
+def test_band_wavelength_lookup():
+    des = get_survey("des")
+    assert band_wavelength("z", des) == des.wavelengths["z"] > band_wavelength("z") + 30
+    # bands a preset lacks fall back to the generic table; bands are blue to red
+    assert band_wavelength("u", "des") == band_wavelength("u")
+    generic = [band_wavelength(b) for b in "ugrizy"]
+    assert generic == sorted(generic) and band_wavelength("Y") > band_wavelength("z")
+    with pytest.raises(ValueError, match="'NUV'"):
+        band_wavelength("NUV")
+    with pytest.raises(ValueError, match="'W1'.*survey 'sdss'"):
+        band_wavelength("W1", "sdss")

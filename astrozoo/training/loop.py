@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +88,8 @@ class TrainConfig:
 
 @dataclass
 class FitResult:
-    """What `fit` did: the best epoch's monitored value, and every epoch's validation results."""
+    """What `fit` did: the best epoch's monitored value, every epoch's validation results, and
+    the number of processes that trained."""
 
     best: float
     best_epoch: int
@@ -95,6 +97,7 @@ class FitResult:
     epochs: int
     seconds: float
     history: list[dict] = field(default_factory=list)
+    processes: int = 1
 
 
 def as_dataset(data) -> Dataset:
@@ -106,14 +109,14 @@ def as_dataset(data) -> Dataset:
 
 
 def set_train_mode(model: nn.Module) -> None:
-    """``model.train()``, except normalisation layers whose parameters are all frozen: they stay
-    in eval mode, so their running statistics do not drift (frozen means frozen)."""
+    """``model.train()``, except modules whose parameters are all frozen: they (and everything
+    inside them) stay in eval mode, so BatchNorm running statistics do not drift and dropout in
+    a frozen backbone does not perturb its features (frozen means frozen)."""
     model.train()
     for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            params = list(m.parameters(recurse=False))
-            if params and not any(p.requires_grad for p in params):
-                m.eval()
+        params = list(m.parameters())
+        if params and not any(p.requires_grad for p in params):
+            m.eval()
 
 
 def _mixed_precision(choice: str) -> str:
@@ -209,7 +212,7 @@ def fit(model: nn.Module, train, val=None, *, loss: Callable, config: TrainConfi
     log : callable
         Receives progress lines.
     """
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DataLoaderConfiguration
     from timm.scheduler import CosineLRScheduler
     from tqdm.auto import tqdm
 
@@ -244,8 +247,16 @@ def fit(model: nn.Module, train, val=None, *, loss: Callable, config: TrainConfi
                               warmup_t=warmup, warmup_lr_init=cfg.lr * 1e-3, warmup_prefix=True,
                               t_in_epochs=False)
 
-    acc = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision),
-                      rng_types=[])  # data order is seeded by `gen`, not re-synchronised
+    # split_batches: under N processes each takes 1/N of every batch, so the global batch, the
+    # number of steps and the schedule are those of one process (same hyper-parameters, same
+    # result up to BatchNorm statistics per shard). Data order is seeded by `gen`.
+    # Several processes (torchrun / accelerate launch) without CUDA: DDP over gloo on the CPU.
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    acc = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision), rng_types=[],
+                      cpu=multi_cpu, dataloader_config=DataLoaderConfiguration(split_batches=True))
+    if cfg.batch_size % acc.num_processes:
+        raise ValueError(f"batch_size {cfg.batch_size} must be a multiple of the "
+                         f"{acc.num_processes} processes")
     model, opt, loader = acc.prepare(model, opt, loader)
     pre = _preprocess(acc.unwrap_model(model))
 
@@ -318,9 +329,11 @@ def fit(model: nn.Module, train, val=None, *, loss: Callable, config: TrainConfi
             log(f"early stop: no improvement of {cfg.monitor} for {stale} epochs")
             break
 
+    processes = acc.num_processes
     model = acc.unwrap_model(model)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     return FitResult(best=state["best"], best_epoch=state["best_epoch"], steps=step,
-                     epochs=state["epoch"], seconds=time.time() - t0, history=state["history"])
+                     epochs=state["epoch"], seconds=time.time() - t0, history=state["history"],
+                     processes=processes)

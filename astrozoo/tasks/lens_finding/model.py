@@ -37,6 +37,15 @@ class LensClassifier(ZooModel):
         """Globally pooled backbone features, shape (B, D)."""
         return self.backbone.forward_head(self.backbone.forward_features(x), pre_logits=True)
 
+    def head_state(self, kind: str, labels) -> dict | None:
+        """The lens logit layer seeds a binary ``lens`` head (fine-tuning starts from the
+        pretrained decision, not a random one)."""
+        if kind == "binary" and tuple(labels) == ("lens",):
+            fc = self.backbone.get_classifier()
+            return {"linear.weight": fc.weight.detach().clone(),
+                    "linear.bias": fc.bias.detach().clone()}
+        return None
+
     def postprocess(self, out: torch.Tensor) -> dict[str, np.ndarray]:
         return {"p_lens": torch.sigmoid(out.float()).cpu().numpy()}
 

@@ -67,6 +67,13 @@ class MorphologyCNN(ZooModel):
         lr_ls = torch.log(F.softplus(r[:, 3]) + LOG_R_SIGMA_FLOOR)
         return torch.cat([logits.float(), torch.stack([bt, bt_ls, lr, lr_ls], 1)], 1)
 
+    def head_state(self, kind: str, labels) -> dict | None:
+        """The class layer seeds a ``classes`` head with the same classes (the calibration
+        temperature is not carried over: fine-tuning changes it)."""
+        if kind == "classes" and tuple(labels) == self.config.labels:
+            return {f"linear.{k}": v.detach().clone() for k, v in self.class_head.state_dict().items()}
+        return None
+
     def unpack(self, out: torch.Tensor):
         """``(logits, bt_mean, bt_sigma, ln_r_mean, ln_r_sigma)`` of raw outputs, uncalibrated."""
         k = self.n_classes

@@ -122,3 +122,9 @@ class ImagePhotoZ(MixturePhotoZMixin, ZooModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return pack(*self.head(self.forward_features(x)))
+
+    def head_state(self, kind: str, labels) -> dict | None:
+        """The MDN layer seeds an ``mdn`` head with as many components."""
+        if kind == "mdn":
+            return {f"mdn.{k}": v.detach().clone() for k, v in self.head.state_dict().items()}
+        return None
