@@ -216,6 +216,9 @@ def test_pseudo_labelling_adds_only_confident_rows(lens, sims):
     np.testing.assert_array_equal(picked["index"], np.flatnonzero(conf >= 0.99))
     assert (picked["confidence"] >= 0.99).all()
     np.testing.assert_array_equal(picked["target"], (p[picked["index"]] >= 0.5).astype(int))
+    blank = xv.copy()
+    blank[picked["index"][0]] = np.nan  # a confident row whose pixels are then all missing
+    assert picked["index"][0] not in pseudo_label(ft, blank, 0.99)["index"]
     tuned = astrozoo.finetune(lens, (x[:64], y[:64]), unlabeled=xv, pseudo_threshold=0.99,
                               epochs=1, batch_size=32, **QUIET)
     assert tuned.config.training["n_pseudo"] > 0
@@ -285,3 +288,40 @@ def test_two_processes_give_the_metrics_of_one(tmp_path):
     assert a["steps"] == b["steps"]
     assert abs(a["auroc"] - b["auroc"]) < 0.02, (a, b)
     assert abs(a["loss"] - b["loss"]) < 0.1 * a["loss"] + 0.01, (a, b)
+
+
+@pytest.mark.slow
+def test_finetuned_model_pushes_and_loads_through_the_hub(lens, tmp_path, monkeypatch):
+    """push_to_hub uploads a self-contained directory; a fresh process loads it by hf-hub id
+    (loopback Hub server) and computes the same outputs."""
+    import huggingface_hub
+    from conftest import run_python
+    from hubserver import HubServer
+
+    uploaded = tmp_path / "pushed"
+
+    def upload_folder(self, *, repo_id, folder_path, **kw):
+        import shutil
+        shutil.copytree(folder_path, uploaded)
+        return "commit-info"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: None)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    monkeypatch.setattr("astrozoo.hub.hub_unreachable", lambda: None)
+    ft = adapt(lens, bands="griz", survey="des", name="lens-des")
+    assert ft.push_to_hub("me/lens-des") == "commit-info"
+    assert sorted(p.name for p in uploaded.iterdir()) == ["README.md", "config.json",
+                                                         "model.safetensors"]
+    x = torch.linspace(0, 50, 2 * 4 * 64 * 64).reshape(2, 4, 64, 64)
+    with torch.no_grad():
+        expected = ft(ft.preprocess(x)).tolist()
+    code = ("import astrozoo, json, torch\nm = astrozoo.load('hf-hub:me/lens-des')\n"
+            "x = torch.linspace(0, 50, 2 * 4 * 64 * 64).reshape(2, 4, 64, 64)\n"
+            "with torch.no_grad():\n"
+            "    print('OUT', json.dumps([m.spec.band_mapping, m(m.preprocess(x)).tolist()]))")
+    with HubServer({"me/lens-des": uploaded}) as url:
+        res = run_python(code, env={"HF_ENDPOINT": url, "HF_HOME": str(tmp_path / "hf")})
+    line = [l for l in res.stdout.splitlines() if l.startswith("OUT")][0]
+    mapping, out = json.loads(line[4:])
+    assert mapping["z"] == ["i"]
+    np.testing.assert_allclose(out, expected, atol=1e-6)

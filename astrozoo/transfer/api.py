@@ -336,7 +336,8 @@ def finetune(model, train, val=None, *, head: str | None = None, labels=None,
     res, cfg = run(x, y)
     n_pseudo = 0
     if unlabeled is not None:
-        xu, _ = _read_images(unlabeled, spec, read_options)
+        xu, _, usable = _read_images(unlabeled, spec, read_options)
+        xu = xu[usable]
         picked = pseudo_label(ft, xu, pseudo_threshold)
         n_pseudo = len(picked)
         log(f"pseudo-labelling: {n_pseudo} of {len(xu)} unlabelled rows are confident "
@@ -364,15 +365,18 @@ def finetune(model, train, val=None, *, head: str | None = None, labels=None,
     return ft
 
 
-def _read_images(inputs, spec, read_options) -> tuple[np.ndarray, list]:
-    """Unlabelled cutouts conformed to `spec`, and their ids."""
+def _read_images(inputs, spec, read_options) -> tuple[np.ndarray, list, np.ndarray]:
+    """Unlabelled cutouts conformed to `spec`, their ids, and which rows are usable (not
+    unreadable, not missing too many pixels)."""
     from ..io import open_inputs
+    from .data import _DROP
 
     opts = dict(read_options or {})
     if isinstance(inputs, np.ndarray):
         opts.setdefault("bands", spec.bands)
     cs = open_inputs(inputs, spec, **opts)
-    return cs.read_batch(range(len(cs))).data, cs.ids
+    b = cs.read_batch(range(len(cs)))
+    return b.data, cs.ids, (b.flags & _DROP) == 0
 
 
 def _features(model: FineTunedModel, x: np.ndarray, batch_size: int = 256) -> torch.Tensor:
@@ -398,7 +402,8 @@ def pseudo_label(model: FineTunedModel, inputs, threshold: float = 0.95, *,
     Returns
     -------
     astropy.table.Table
-        Only the rows whose predicted class has probability >= `threshold`: ``index`` (row in
+        Only the rows read cleanly (not unreadable, not missing more than ``max_missing`` of
+        their pixels) whose predicted class has probability >= `threshold`: ``index`` (row in
         `inputs`), ``id``, ``label``, ``target`` (0/1 or class index) and ``confidence``.
     """
     from astropy.table import Table
@@ -407,7 +412,7 @@ def pseudo_label(model: FineTunedModel, inputs, threshold: float = 0.95, *,
         raise ValueError("pseudo-labelling needs a binary or classes head")
     if not 0.5 <= threshold <= 1:
         raise ValueError(f"threshold must be in [0.5, 1], not {threshold}")
-    x, ids = _read_images(inputs, model.spec, read_options)
+    x, ids, usable = _read_images(inputs, model.spec, read_options)
     out = _raw(model, x).float()
     if model.head_kind == "binary":
         p1 = torch.sigmoid(out).numpy()
@@ -418,7 +423,7 @@ def pseudo_label(model: FineTunedModel, inputs, threshold: float = 0.95, *,
         p = torch.softmax(out, -1).numpy()
         target, conf = p.argmax(1), p.max(1)
         names = np.array(model.config.labels)
-    keep = np.flatnonzero(conf >= threshold)
+    keep = np.flatnonzero((conf >= threshold) & usable)  # never a pseudo-label for a bad row
     return Table({"index": keep, "id": [ids[i] for i in keep], "label": names[target[keep]],
                   "target": target[keep], "confidence": conf[keep].astype(np.float32)})
 
@@ -498,8 +503,8 @@ def knn_probe(model, train, query, *, k: int = 20, labels=None, label_column="la
                pixel_scale=spec.pixel_scale, size=spec.size, survey=spec.survey,
                normalization_kwargs=spec.normalization_kwargs)
     ref = torch.nn.functional.normalize(_features(ft, s.x), dim=1)
-    q = torch.nn.functional.normalize(_features(ft, _read_images(query, spec, read_options)[0]),
-                                      dim=1)
+    xq = _read_images(query, spec, read_options)[0]
+    q = torch.nn.functional.normalize(_features(ft, xq), dim=1)
     k = min(k, len(ref))
     nearest = (q @ ref.T).topk(k, dim=1).indices.numpy()
     votes = np.stack([(y[nearest] == c).mean(1) for c in range(len(labels))], 1)
