@@ -216,6 +216,17 @@ def _read(data, spec, kind, labels, label_column, path_column, read_options, wha
     return s, y, labels
 
 
+def _training_set(parent, kind, labels, train, spec_options, label_column, path_column,
+                  read_options):
+    """The adapted spec, the labelled training set read for it, encoded targets and labels."""
+    spec = adapt_spec(parent.spec, **spec_options)
+    if kind == "binary" and labels is None and len(parent.config.labels) == 1:
+        labels = parent.config.labels
+    s, y, labels = _read(train, spec, kind, labels, label_column, path_column, read_options,
+                         "training set")
+    return spec, s, y, labels
+
+
 def _split(x, y, fraction: float, seed: int):
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x))
@@ -295,12 +306,10 @@ def finetune(model, train, val=None, *, head: str | None = None, labels=None,
         raise ValueError(f"head must be one of {HEADS}, not {kind!r}")
     if unlabeled is not None and kind not in ("binary", "classes"):
         raise ValueError("pseudo-labelling needs a binary or classes head")
-    spec = adapt_spec(parent.spec, bands=bands, pixel_scale=pixel_scale, size=size,
-                      survey=survey, normalization_kwargs=normalization_kwargs)
-    if kind == "binary" and labels is None and len(parent.config.labels) == 1:
-        labels = parent.config.labels
-    s, y, labels = _read(train, spec, kind, labels, label_column, path_column, read_options,
-                         "training set")
+    spec, s, y, labels = _training_set(
+        parent, kind, labels, train, dict(bands=bands, pixel_scale=pixel_scale, size=size,
+                                          survey=survey, normalization_kwargs=normalization_kwargs),
+        label_column, path_column, read_options)
     x = s.x
     seed = train_options.get("seed", 0)
     if isinstance(val, float):
@@ -440,12 +449,10 @@ def linear_probe(model, train, val=None, *, head: str | None = None, labels=None
 
     parent = _as_model(model)
     kind = head or _default_head(parent)
-    spec = adapt_spec(parent.spec, bands=bands, pixel_scale=pixel_scale, size=size,
-                      survey=survey, normalization_kwargs=normalization_kwargs)
-    if kind == "binary" and labels is None and len(parent.config.labels) == 1:
-        labels = parent.config.labels
-    s, y, labels = _read(train, spec, kind, labels, label_column, path_column, read_options,
-                         "training set")
+    spec, s, y, labels = _training_set(
+        parent, kind, labels, train, dict(bands=bands, pixel_scale=pixel_scale, size=size,
+                                          survey=survey, normalization_kwargs=normalization_kwargs),
+        label_column, path_column, read_options)
     ft = adapt(parent, head=kind, labels=labels, bands=spec.bands, pixel_scale=spec.pixel_scale,
                size=spec.size, survey=spec.survey,
                normalization_kwargs=spec.normalization_kwargs, name=name)
