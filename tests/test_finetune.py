@@ -85,7 +85,7 @@ def test_four_band_input_to_a_three_band_model(lens, sims):
 def test_backbone_frozen_is_bitwise_unchanged(lens, sims):
     x, y, xv, yv, _ = sims
     before = {k: v.clone() for k, v in lens.state_dict().items()}
-    ft = astrozoo.finetune(lens, (x, y), (xv, yv), freeze="backbone", epochs=2, batch_size=32,
+    ft = astrozoo.finetune(lens, (x, y), (xv, yv), bands="gri", freeze="backbone", epochs=2, batch_size=32,
                            **QUIET)
     body = ft.body.state_dict()
     for k, v in before.items():  # weights and BatchNorm running statistics alike
@@ -99,7 +99,7 @@ def test_backbone_frozen_is_bitwise_unchanged(lens, sims):
 
 def test_last_n_blocks_train_and_the_rest_stays(lens, sims):
     x, y, xv, yv, _ = sims
-    ft = astrozoo.finetune(lens, (x, y), (xv, yv), freeze=1, epochs=1, batch_size=32, **QUIET)
+    ft = astrozoo.finetune(lens, (x, y), (xv, yv), bands="gri", freeze=1, epochs=1, batch_size=32, **QUIET)
     trains = [n for n, p in ft.named_parameters() if p.requires_grad]
     assert trains and all(n.startswith(("body.backbone.layer4", "head.")) for n in trains)
     assert any(n.startswith("head.") for n in trains)
@@ -137,7 +137,7 @@ def test_new_classes_round_trip_through_save_and_load(lens, sims, tmp_path):
     x, _, xv, _, meta = sims
     kinds = np.asarray(meta["kind"]).astype(str)
     y = np.where(kinds == "lens", "lens", np.where(kinds == "spiral", "disk", "other"))
-    ft = astrozoo.finetune(lens, (x[:128], y[:128]), (x[128:], y[128:]), head="classes",
+    ft = astrozoo.finetune(lens, (x[:128], y[:128]), (x[128:], y[128:]), bands="gri", head="classes",
                            epochs=2, batch_size=32, name="lens-kinds", **QUIET)
     assert ft.task == "classification" and ft.config.labels == ("disk", "lens", "other")
     assert ft.config.training["parent_sha256"] == lens.config.weights_sha256
@@ -197,19 +197,21 @@ def test_training_table_of_fits_paths(lens, sims, tmp_path):
                            batch_size=16, **QUIET)
     assert ft.config.training["n_train"] == 40
     # the same pixels as arrays give the same model (same pipeline, same seed)
-    fa = astrozoo.finetune(lens, (x, y), epochs=1, batch_size=16, **QUIET)
+    fa = astrozoo.finetune(lens, (x, y), bands="gri", epochs=1, batch_size=16, **QUIET)
     for (k, a), b in zip(ft.state_dict().items(), fa.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-5), k
     with pytest.raises(astrozoo.exceptions.InputError, match="no label column"):
         astrozoo.finetune(lens, tmp_path / "train.ecsv", label_column="grade", **QUIET)
     with pytest.raises(ValueError, match="0/1"):
-        astrozoo.finetune(lens, (x, np.arange(40)), **QUIET)
+        astrozoo.finetune(lens, (x, np.arange(40)), bands="gri", **QUIET)
+    with pytest.raises(astrozoo.exceptions.InputError, match="bands="):  # never assumed
+        astrozoo.finetune(lens, (x, y), **QUIET)
 
 
 def test_pseudo_labelling_adds_only_confident_rows(lens, sims):
     x, y, xv, yv, _ = sims
     ft = adapt(lens)
-    picked = pseudo_label(ft, xv, 0.99)
+    picked = pseudo_label(ft, xv, 0.99, bands="gri")
     p = ft.predict(xv, bands=list("gri"), progress=False)["p_lens"]
     conf = np.maximum(p, 1 - p)
     assert 0 < len(picked) < len(xv)
@@ -218,8 +220,8 @@ def test_pseudo_labelling_adds_only_confident_rows(lens, sims):
     np.testing.assert_array_equal(picked["target"], (p[picked["index"]] >= 0.5).astype(int))
     blank = xv.copy()
     blank[picked["index"][0]] = np.nan  # a confident row whose pixels are then all missing
-    assert picked["index"][0] not in pseudo_label(ft, blank, 0.99)["index"]
-    tuned = astrozoo.finetune(lens, (x[:64], y[:64]), unlabeled=xv, pseudo_threshold=0.99,
+    assert picked["index"][0] not in pseudo_label(ft, blank, 0.99, bands="gri")["index"]
+    tuned = astrozoo.finetune(lens, (x[:64], y[:64]), bands="gri", unlabeled=xv, pseudo_threshold=0.99,
                               epochs=1, batch_size=32, **QUIET)
     assert tuned.config.training["n_pseudo"] > 0
     assert tuned.config.training["n_train"] == 64
@@ -227,11 +229,11 @@ def test_pseudo_labelling_adds_only_confident_rows(lens, sims):
 
 def test_probes_use_frozen_features(lens, sims):
     x, y, xv, yv, _ = sims
-    lp = linear_probe(lens, (x, y), (xv, yv), epochs=20, **QUIET)
+    lp = linear_probe(lens, (x, y), (xv, yv), bands="gri", epochs=20, **QUIET)
     for k, v in lens.state_dict().items():
         assert torch.equal(lp.body.state_dict()[k], v)
     assert auroc(yv, lp.predict(xv, bands=list("gri"), progress=False)["p_lens"]) > 0.95
-    t = knn_probe(lens, (x, y), xv, k=15)
+    t = knn_probe(lens, (x, y), xv, bands="gri", k=15)
     assert set(t.colnames) == {"label", "p_0", "p_1"}
     assert (t["label"].astype(int) == yv).mean() > 0.85
 
@@ -239,7 +241,8 @@ def test_probes_use_frozen_features(lens, sims):
 def test_regression_and_mdn_heads(sims):
     x, _, xv, _, meta = sims
     flux = np.log10(x.sum((2, 3))[:, 2].clip(1)).astype(np.float32)  # log i-band flux
-    reg = astrozoo.finetune("lens-finding", (x, flux), head="regression", labels=["logflux"],
+    reg = astrozoo.finetune("lens-finding", (x, flux), bands="gri", head="regression",
+                            labels=["logflux"],
                             epochs=3, batch_size=32, **QUIET)
     assert reg.task == "regression"
     t = reg.predict(xv, bands=list("gri"), progress=False)

@@ -45,8 +45,12 @@ def _as_model(model) -> ZooModel:
     return load(model)
 
 
+def _parent_kind(parent: ZooModel) -> str | None:
+    return getattr(parent, "head_kind", None) or DEFAULT_HEADS.get(parent.task)
+
+
 def _default_head(parent: ZooModel) -> str:
-    kind = getattr(parent, "head_kind", None) or DEFAULT_HEADS.get(parent.task)
+    kind = _parent_kind(parent)
     if kind is None:
         raise ValueError(f"{parent.name}: name a head ({HEADS}) to fine-tune a "
                          f"{parent.task!r} model")
@@ -60,7 +64,7 @@ def _choose_task(parent: ZooModel, kind: str, labels) -> str:
     from ..registry import get_task
 
     produced = set(head_output_names(kind, labels))
-    same_kind = kind == (getattr(parent, "head_kind", None) or DEFAULT_HEADS.get(parent.task))
+    same_kind = kind == _parent_kind(parent)
     for name in ((parent.task,) if same_kind else ()) + (_GENERIC_TASK[kind],):
         if set(get_task(name).output_columns(labels)) <= produced:
             return name
@@ -141,12 +145,10 @@ def adapt(model, *, head: str | None = None, labels=None, bands=None, pixel_scal
 
     if kind == "binary":
         n_out = 1
-    elif kind == "classes":
-        n_out = len(labels)
-    elif kind == "regression":
-        n_out = len(labels)
-    else:
+    elif kind == "mdn":
         n_out = n_components or int(pcfg.arch_kwargs.get("n_components", 5))
+    else:  # one output per class or per target
+        n_out = len(labels)
     task = _choose_task(parent, kind, labels)
     config = ModelConfig(
         name=name or f"{parent.name}-finetuned", task=task, architecture="finetuned",
@@ -206,10 +208,13 @@ def _class_weight(kind: str, y: np.ndarray, labels, class_weight):
     return torch.as_tensor(w, dtype=torch.float32)
 
 
-def _read(data, spec, kind, labels, label_column, path_column, read_options, what):
+def _read(data, spec, kind, labels, label_column, path_column, read_options, what,
+          array_bands=None):
+    """Read a labelled set; `array_bands` (the user's ``bands=``) names an array's channels,
+    which are otherwise never assumed (the pipeline asks for them)."""
     opts = dict(read_options or {})
-    if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], np.ndarray):
-        opts.setdefault("bands", spec.bands)
+    if array_bands is not None:
+        opts.setdefault("bands", list(array_bands))
     s = read_labelled(data, spec, label_column=label_column, path_column=path_column, what=what,
                       **opts)
     y, labels = encode_labels(kind, s.labels, labels, what=what)
@@ -223,8 +228,20 @@ def _training_set(parent, kind, labels, train, spec_options, label_column, path_
     if kind == "binary" and labels is None and len(parent.config.labels) == 1:
         labels = parent.config.labels
     s, y, labels = _read(train, spec, kind, labels, label_column, path_column, read_options,
-                         "training set")
+                         "training set", _stated_bands(spec, spec_options))
     return spec, s, y, labels
+
+
+def _stated_bands(spec, spec_options):
+    """The spec's bands when the user named them (``bands=``), else None."""
+    return spec.bands if spec_options.get("bands") is not None else None
+
+
+def _standardise(ft: FineTunedModel, y: np.ndarray) -> None:
+    """A regression head works on targets standardised by the training set."""
+    if ft.head_kind == "regression":
+        ft.head.loc.copy_(torch.as_tensor(y.mean(0)))
+        ft.head.scale.copy_(torch.as_tensor(y.std(0) + 1e-12))
 
 
 def _split(x, y, fraction: float, seed: int):
@@ -251,7 +268,8 @@ def finetune(model, train, val=None, *, head: str | None = None, labels=None,
     train : table or (images, labels)
         A table (astropy Table, DataFrame, FITS/ECSV/CSV/Parquet path) with a column of cutout
         paths (`path_column`) and the label column(s) (`label_column`); or arrays
-        ``(images (N, C, H, W) in the bands `bands`, labels (N,) or (N, T))``. Read through
+        ``(images (N, C, H, W), labels (N,) or (N, T))`` whose channels are named by `bands`
+        (or ``read_options={"bands": [...]}``; never assumed, as in ``predict``). Read through
         the same input pipeline as ``predict`` (`read_options` go to `astrozoo.io.open_inputs`:
         ``unit``, ``zeropoint``, ``on_error``, array ``bands``, ...).
     val : same as train, float, or None
@@ -306,26 +324,25 @@ def finetune(model, train, val=None, *, head: str | None = None, labels=None,
         raise ValueError(f"head must be one of {HEADS}, not {kind!r}")
     if unlabeled is not None and kind not in ("binary", "classes"):
         raise ValueError("pseudo-labelling needs a binary or classes head")
-    spec, s, y, labels = _training_set(
-        parent, kind, labels, train, dict(bands=bands, pixel_scale=pixel_scale, size=size,
-                                          survey=survey, normalization_kwargs=normalization_kwargs),
-        label_column, path_column, read_options)
+    spec_options = dict(bands=bands, pixel_scale=pixel_scale, size=size, survey=survey,
+                        normalization_kwargs=normalization_kwargs)
+    spec, s, y, labels = _training_set(parent, kind, labels, train, spec_options, label_column,
+                                       path_column, read_options)
+    array_bands = _stated_bands(spec, spec_options)
     x = s.x
     seed = train_options.get("seed", 0)
     if isinstance(val, float):
         (x, y), (xv, yv) = _split(x, y, val, seed)
     elif val is not None:
         sv, yv, _ = _read(val, spec, kind, labels, label_column, path_column, read_options,
-                          "validation set")
+                          "validation set", array_bands)
         xv = sv.x
     else:
         xv = yv = None
     ft = adapt(parent, head=kind, labels=labels, bands=spec.bands, pixel_scale=spec.pixel_scale,
                size=spec.size, survey=spec.survey,
                normalization_kwargs=spec.normalization_kwargs, name=name)
-    if kind == "regression":  # the head works on standardised targets
-        ft.head.loc.copy_(torch.as_tensor(y.mean(0)))
-        ft.head.scale.copy_(torch.as_tensor(y.std(0) + 1e-12))
+    _standardise(ft, y)
     initial = copy.deepcopy(ft.state_dict())
     frozen = apply_freeze(ft, freeze)
     metric, key = head_metric(kind)
@@ -345,9 +362,8 @@ def finetune(model, train, val=None, *, head: str | None = None, labels=None,
     res, cfg = run(x, y)
     n_pseudo = 0
     if unlabeled is not None:
-        xu, _, usable = _read_images(unlabeled, spec, read_options)
-        xu = xu[usable]
-        picked = pseudo_label(ft, xu, pseudo_threshold)
+        xu, ids, usable = _read_images(unlabeled, spec, read_options, array_bands)
+        picked = _confident(ft, xu, ids, usable, pseudo_threshold)
         n_pseudo = len(picked)
         log(f"pseudo-labelling: {n_pseudo} of {len(xu)} unlabelled rows are confident "
             f"(>= {pseudo_threshold}) and join the training set")
@@ -374,15 +390,16 @@ def finetune(model, train, val=None, *, head: str | None = None, labels=None,
     return ft
 
 
-def _read_images(inputs, spec, read_options) -> tuple[np.ndarray, list, np.ndarray]:
+def _read_images(inputs, spec, read_options, array_bands=None
+                 ) -> tuple[np.ndarray, list, np.ndarray]:
     """Unlabelled cutouts conformed to `spec`, their ids, and which rows are usable (not
     unreadable, not missing too many pixels)."""
     from ..io import open_inputs
     from .data import _DROP
 
     opts = dict(read_options or {})
-    if isinstance(inputs, np.ndarray):
-        opts.setdefault("bands", spec.bands)
+    if array_bands is not None:
+        opts.setdefault("bands", list(array_bands))
     cs = open_inputs(inputs, spec, **opts)
     b = cs.read_batch(range(len(cs)))
     return b.data, cs.ids, (b.flags & _DROP) == 0
@@ -404,9 +421,11 @@ def _raw(model: FineTunedModel, x: np.ndarray, batch_size: int = 256) -> torch.T
         return model.head(_features(model, x, batch_size))
 
 
-def pseudo_label(model: FineTunedModel, inputs, threshold: float = 0.95, *,
+def pseudo_label(model: FineTunedModel, inputs, threshold: float = 0.95, *, bands=None,
                  read_options: dict | None = None):
     """Confident predictions of a binary or classes model on unlabelled cutouts.
+
+    `bands` names an array's channels; `read_options` go to `astrozoo.io.open_inputs`.
 
     Returns
     -------
@@ -415,13 +434,17 @@ def pseudo_label(model: FineTunedModel, inputs, threshold: float = 0.95, *,
         their pixels) whose predicted class has probability >= `threshold`: ``index`` (row in
         `inputs`), ``id``, ``label``, ``target`` (0/1 or class index) and ``confidence``.
     """
-    from astropy.table import Table
-
     if model.head_kind not in ("binary", "classes"):
         raise ValueError("pseudo-labelling needs a binary or classes head")
     if not 0.5 <= threshold <= 1:
         raise ValueError(f"threshold must be in [0.5, 1], not {threshold}")
-    x, ids, usable = _read_images(inputs, model.spec, read_options)
+    return _confident(model, *_read_images(inputs, model.spec, read_options, bands), threshold)
+
+
+def _confident(model: FineTunedModel, x, ids, usable, threshold: float):
+    """`pseudo_label`'s selection on cutouts already read (see there)."""
+    from astropy.table import Table
+
     out = _raw(model, x).float()
     if model.head_kind == "binary":
         p1 = torch.sigmoid(out).numpy()
@@ -449,16 +472,14 @@ def linear_probe(model, train, val=None, *, head: str | None = None, labels=None
 
     parent = _as_model(model)
     kind = head or _default_head(parent)
-    spec, s, y, labels = _training_set(
-        parent, kind, labels, train, dict(bands=bands, pixel_scale=pixel_scale, size=size,
-                                          survey=survey, normalization_kwargs=normalization_kwargs),
-        label_column, path_column, read_options)
+    spec_options = dict(bands=bands, pixel_scale=pixel_scale, size=size, survey=survey,
+                        normalization_kwargs=normalization_kwargs)
+    spec, s, y, labels = _training_set(parent, kind, labels, train, spec_options, label_column,
+                                       path_column, read_options)
     ft = adapt(parent, head=kind, labels=labels, bands=spec.bands, pixel_scale=spec.pixel_scale,
                size=spec.size, survey=spec.survey,
                normalization_kwargs=spec.normalization_kwargs, name=name)
-    if kind == "regression":
-        ft.head.loc.copy_(torch.as_tensor(y.mean(0)))
-        ft.head.scale.copy_(torch.as_tensor(y.std(0) + 1e-12))
+    _standardise(ft, y)
     apply_freeze(ft, "backbone")
     f = _features(ft, s.x)
     fv = yv = None
@@ -466,7 +487,7 @@ def linear_probe(model, train, val=None, *, head: str | None = None, labels=None
         (f, y), (fv, yv) = _split(f.numpy(), y, val, train_options.get("seed", 0))
     elif val is not None:
         sv, yv, _ = _read(val, spec, kind, labels, label_column, path_column, read_options,
-                          "validation set")
+                          "validation set", _stated_bands(spec, spec_options))
         fv = _features(ft, sv.x)
     metric, key = head_metric(kind)
     opts = {"epochs": 100, "lr": 3e-3, "augment": None, **train_options}
@@ -502,15 +523,14 @@ def knn_probe(model, train, query, *, k: int = 20, labels=None, label_column="la
     from astropy.table import Table
 
     parent = _as_model(model)
-    spec = adapt_spec(parent.spec, bands=bands, pixel_scale=pixel_scale, size=size,
-                      survey=survey)
-    s, y, labels = _read(train, spec, "classes", labels, label_column, path_column,
-                         read_options, "training set")
+    spec_options = dict(bands=bands, pixel_scale=pixel_scale, size=size, survey=survey)
+    spec, s, y, labels = _training_set(parent, "classes", labels, train, spec_options,
+                                       label_column, path_column, read_options)
     ft = adapt(parent, head="classes", labels=labels, bands=spec.bands,
                pixel_scale=spec.pixel_scale, size=spec.size, survey=spec.survey,
                normalization_kwargs=spec.normalization_kwargs)
     ref = torch.nn.functional.normalize(_features(ft, s.x), dim=1)
-    xq = _read_images(query, spec, read_options)[0]
+    xq = _read_images(query, spec, read_options, _stated_bands(spec, spec_options))[0]
     q = torch.nn.functional.normalize(_features(ft, xq), dim=1)
     k = min(k, len(ref))
     nearest = (q @ ref.T).topk(k, dim=1).indices.numpy()

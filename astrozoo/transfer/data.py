@@ -46,27 +46,6 @@ class LabelledSet:
     n_dropped: int = 0
 
 
-def _is_table_like(data) -> bool:
-    return (hasattr(data, "colnames") or isinstance(data, dict)
-            or (type(data).__module__.startswith("pandas") and hasattr(data, "columns"))
-            or (isinstance(data, (str, Path))
-                and Path(data).suffix.lower() in (".fits", ".fit", ".ecsv", ".csv", ".parquet",
-                                                  ".pq", ".txt", ".dat")
-                and _looks_like_table(Path(data))))
-
-
-def _looks_like_table(path: Path) -> bool:
-    if path.suffix.lower() not in (".fits", ".fit"):
-        return True
-    from astropy.io import fits
-
-    try:
-        with fits.open(path) as hdul:
-            return any(isinstance(h, (fits.BinTableHDU, fits.TableHDU)) for h in hdul)
-    except OSError:
-        return False
-
-
 def read_labelled(data, spec, *, label_column="label", path_column=None, bands=None,
                   what: str = "training set", batch_size: int = 256, **io_options) -> LabelledSet:
     """Read a labelled set for `spec`.
@@ -90,11 +69,10 @@ def read_labelled(data, spec, *, label_column="label", path_column=None, bands=N
         Passed to `astrozoo.io.open_inputs` (``unit``, ``zeropoint``, ``pixel_scale`` of
         arrays, ``on_error``, ``max_missing``, ...).
     """
-    if isinstance(data, (tuple, list)) and len(data) == 2 and not _is_table_like(data[0]):
+    if isinstance(data, (tuple, list)) and len(data) == 2:
         inputs, labels = data
         labels = np.asarray(labels)
-        ids = None
-    elif _is_table_like(data):
+    else:  # a table; as_table names what it cannot read
         table = as_table(data)
         root = Path(data).parent if isinstance(data, (str, Path)) else Path(".")
         cols = [label_column] if isinstance(label_column, str) else list(label_column)
@@ -118,10 +96,6 @@ def read_labelled(data, spec, *, label_column="label", path_column=None, bands=N
             inputs = [resolve(p) for p in table[pcols[0]]]
         else:
             inputs = [tuple(resolve(row[c]) for c in pcols) for row in table]
-        ids = None
-    else:
-        raise InputError(f"{what}: give a table (with a path column and label columns) or "
-                         f"(images, labels), not {type(data).__name__}")
 
     cutouts = open_inputs(inputs, spec, bands=bands, **io_options)
     if len(labels) != len(cutouts):

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
@@ -111,7 +109,8 @@ def head_loss(kind: str, head: nn.Module, class_weight: torch.Tensor | None = No
         def loss(out, y):
             mu, log_s = out.float().chunk(2, dim=-1)
             z = (y.float().reshape(mu.shape) - head.loc) / head.scale
-            return (0.5 * ((z - mu) / log_s.exp()) ** 2 + log_s).mean() + 0.5 * math.log(2 * math.pi)
+            # variance >= REG_SIGMA_FLOOR**2 = 1e-6, torch's clamp: the exact Gaussian NLL
+            return F.gaussian_nll_loss(mu, z, (2 * log_s).exp(), full=True)
     elif kind == "mdn":
         def loss(out, y):
             return mdn_nll(*unpack(out.float()), y.float())
