@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 from .registry import (ModelEntry, Task, WeightsSource, list_models, list_tasks,  # noqa: E402
                        register_architecture, register_model, register_task)  # (torch-free)
 
-__all__ = ["__version__", "list_tasks", "list_models", "load", "download", "finetune", "Task",
+__all__ = ["__version__", "list_tasks", "list_models", "load", "download", "embed", "finetune", "Task",
            "ModelEntry", "WeightsSource", "register_task", "register_architecture",
            "register_model"]
 
@@ -32,6 +32,15 @@ def download(name):
     from .registry import get_entry
 
     return _download(name if str(name).startswith(HUB_PREFIX) else get_entry(name))
+
+
+def embed(model, inputs, **kwargs):
+    """Embeddings (N, D) float32 of `inputs`, in input order, from a model or a model / task
+    name (``"features"``: the bundled self-supervised encoder); keyword arguments as
+    `ZooModel.predict`. The tools for the vectors are in `astrozoo.embeddings`."""
+    if isinstance(model, str) or not hasattr(model, "embed"):
+        model = load(model)
+    return model.embed(inputs, **kwargs)
 
 
 def finetune(model, train, val=None, **kwargs):

@@ -60,7 +60,10 @@ def _model_files(name):
         card = (d / CARD_NAME).read_text() if (d / CARD_NAME).is_file() else ""
         return cfg, card, f"local:{d}", cfg.weights_sha256
     entry = get_entry(name)
-    card = (resolve_files(entry, (CONFIG_NAME, CARD_NAME)) / CARD_NAME).read_text()
+    if entry.template is not None:  # an upstream repository: its card is on the Hub
+        card = f"{entry.summary}\n\nCard: https://huggingface.co/{entry.weights.hub_repo}\n"
+    else:
+        card = (resolve_files(entry, (CONFIG_NAME, CARD_NAME)) / CARD_NAME).read_text()
     return entry.config, card, entry.weights.describe(), entry.sha256
 
 

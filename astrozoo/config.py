@@ -15,7 +15,7 @@ from typing import Any
 __all__ = ["InputSpec", "ModelConfig"]
 
 # Presets that divide out each object's flux scale (tests/test_io_normalize.py checks the claim).
-_SCALE_FREE_PRESETS = ("robust", "percentile")
+_SCALE_FREE_PRESETS = ("robust", "percentile", "lupton_rgb", "grey")
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class InputSpec:
     def scale_free(self) -> bool:
         """Whether the normalisation divides out the flux scale of each object and band, so that
         the model's output does not depend on the inputs' flux unit (then an uncalibrated input
-        is not flagged). True for the ``robust`` and ``percentile`` presets and for ``asinh``
+        is not flagged). True for the ``robust``, ``percentile``, ``lupton_rgb`` and ``grey`` presets and for ``asinh``
         with its per-object noise estimate (no fixed ``sky_sigma``)."""
         if self.normalization in _SCALE_FREE_PRESETS:
             return True

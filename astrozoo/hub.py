@@ -15,7 +15,7 @@ from pathlib import Path
 from .exceptions import IntegrityError, WeightsNotAvailableError
 
 __all__ = ["MODEL_FILES", "WEIGHTS_NAME", "CONFIG_NAME", "CARD_NAME", "resolve_files",
-           "resolve_hub_id", "download", "sha256_file", "verify_sha256", "parse_hub_id",
+           "resolve_hub_id", "is_transformers_config", "lfs_sha256", "download", "sha256_file", "verify_sha256", "parse_hub_id",
            "hub_unreachable"]
 
 WEIGHTS_NAME = "model.safetensors"
@@ -111,7 +111,7 @@ def _fetch_all(repo_id: str, revision: str | None, filenames, what: str) -> Path
         return _hub_fetch(repo_id, revision, filenames, what=what, local_only=False)
 
 
-def resolve_files(entry, files=MODEL_FILES) -> Path:
+def resolve_files(entry, files=None) -> Path:
     """Local directory holding `files` of a registered model (bundled, else cached or fetched).
 
     Nothing is verified here: `ZooModel.from_pretrained` checks the weights against
@@ -121,10 +121,12 @@ def resolve_files(entry, files=MODEL_FILES) -> Path:
     ----------
     entry : `~astrozoo.registry.ModelEntry`
         The registered model.
-    files : sequence of str
-        File names needed (e.g. only ``config.json`` for listing).
+    files : sequence of str, optional
+        File names needed (e.g. only ``config.json`` for listing); default all the files of
+        the entry's layout (`WeightsSource.files`).
     """
     src = entry.weights
+    files = src.files if files is None else files
     local = src.bundled_dir
     if local is None or not all((local / f).is_file() for f in files):
         if not src.hub_repo:
@@ -135,10 +137,35 @@ def resolve_files(entry, files=MODEL_FILES) -> Path:
     return local
 
 
+def is_transformers_config(path: str | Path) -> bool:
+    """Whether a ``config.json`` is transformers' (``model_type``) rather than astrozoo's."""
+    import json
+
+    d = json.loads(Path(path).read_text())
+    return "model_type" in d and "input_spec" not in d
+
+
 def resolve_hub_id(ref: str) -> Path:
-    """Local snapshot directory of ``hf-hub:org/repo[@rev]`` (cache first, then the Hub)."""
+    """Local snapshot directory of ``hf-hub:org/repo[@rev]`` (cache first, then the Hub): the
+    astrozoo layout's files, or a transformers repository's config and weights."""
     repo, rev = parse_hub_id(ref)
-    return _fetch_all(repo, rev, MODEL_FILES, f"{HUB_PREFIX}{repo}" + (f"@{rev}" if rev else ""))
+    what = f"{HUB_PREFIX}{repo}" + (f"@{rev}" if rev else "")
+    d = _fetch_all(repo, rev, (CONFIG_NAME,), what)
+    files = (CONFIG_NAME, WEIGHTS_NAME) if is_transformers_config(d / CONFIG_NAME) else MODEL_FILES
+    return _fetch_all(repo, rev, files, what)
+
+
+def lfs_sha256(path: str | Path) -> str | None:
+    """The sha256 the Hub recorded for a cached file: huggingface_hub stores a Git LFS file as
+    a blob named by its ETag, which for LFS files is the content's sha256 (None for a file not
+    in a Hub cache)."""
+    import re
+
+    p = Path(path)
+    if not p.is_symlink():
+        return None
+    name = p.resolve().name
+    return name if re.fullmatch(r"[0-9a-f]{64}", name) else None
 
 
 def download(target) -> Path:

@@ -20,8 +20,8 @@ from torch import nn
 from .cards import card_body, render_card
 from .config import InputSpec, ModelConfig
 from .exceptions import IntegrityError
-from .hub import (CARD_NAME, CONFIG_NAME, HUB_PREFIX, WEIGHTS_NAME, resolve_files,
-                  resolve_hub_id, sha256_file, verify_sha256)
+from .hub import (CARD_NAME, CONFIG_NAME, HUB_PREFIX, WEIGHTS_NAME, is_transformers_config,
+                  lfs_sha256, resolve_files, resolve_hub_id, sha256_file, verify_sha256)
 
 __all__ = ["ZooModel", "load"]
 
@@ -193,6 +193,8 @@ class ZooModel(nn.Module):
 
         d = Path(directory)
         what = what or str(d)
+        if (d / CONFIG_NAME).is_file() and is_transformers_config(d / CONFIG_NAME):
+            return _from_transformers_layout(d, expected_sha256, what)
         weights = d / WEIGHTS_NAME
         if not weights.is_file():
             pickles = sorted(p.name for p in d.glob("*") if p.suffix in _PICKLE_SUFFIXES)
@@ -247,6 +249,21 @@ class ZooModel(nn.Module):
                                      commit_message=commit_message or f"Upload {self.name}")
 
 
+def _from_transformers_layout(d: Path, expected_sha256: str | None, what: str) -> ZooModel:
+    """A directory in transformers' layout (e.g. a snapshot of ``facebook/dinov2-small``),
+    read by the architecture registered for its ``model_type``. Its weights are checked
+    against `expected_sha256`, else against the sha256 the Hub recorded for a cached file."""
+    import json
+
+    from .registry import transformers_architecture
+
+    model_type = json.loads((d / CONFIG_NAME).read_text())["model_type"]
+    cls = transformers_architecture(model_type)
+    if not expected_sha256 and (d / WEIGHTS_NAME).is_file():
+        expected_sha256 = lfs_sha256(d / WEIGHTS_NAME)
+    return cls.from_transformers(d, expected_sha256=expected_sha256, what=what)
+
+
 def load(name: str | Path, *, device=None) -> ZooModel:
     """Load a pretrained model, in eval mode.
 
@@ -277,5 +294,12 @@ def load(name: str | Path, *, device=None) -> ZooModel:
     else:
         entry = get_entry(ref)
         directory = resolve_files(entry)
-        model = ZooModel.from_pretrained(directory, expected_sha256=entry.sha256, what=entry.name)
+        if entry.weights.format == "transformers":
+            from .registry import get_architecture
+
+            model = get_architecture(entry.template.architecture).from_transformers(
+                directory, entry.template, expected_sha256=entry.sha256, what=entry.name)
+        else:
+            model = ZooModel.from_pretrained(directory, expected_sha256=entry.sha256,
+                                             what=entry.name)
     return model.to(device) if device is not None else model

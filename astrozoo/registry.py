@@ -27,7 +27,7 @@ from .config import ModelConfig
 from .exceptions import OutputContractError
 
 __all__ = ["Task", "register_task", "get_task", "list_tasks", "register_architecture",
-           "get_architecture", "list_architectures", "WeightsSource", "ModelEntry",
+           "get_architecture", "list_architectures", "transformers_architecture", "WeightsSource", "ModelEntry",
            "register_model", "list_models", "get_entry", "default_model", "unregister", "is_registered",
            "BUNDLED_ROOT", "ENTRY_POINT_GROUP"]
 
@@ -38,6 +38,7 @@ ENTRY_POINT_GROUP = "astrozoo.tasks"
 
 _TASKS: dict[str, "Task"] = {}
 _ARCHITECTURES: dict[str, tuple[str, object]] = {}
+_TRANSFORMERS_TYPES: dict[str, str] = {}
 _REGISTRY: dict[str, "ModelEntry"] = {}
 _DEFAULTS: dict[str, str] = {}
 _loaded = False
@@ -126,15 +127,29 @@ def list_tasks() -> list[str]:
 
 
 # -- architectures ----------------------------------------------------------------------------
-def register_architecture(key: str, target: str | type, *, task: str | None) -> None:
+def register_architecture(key: str, target: str | type, *, task: str | None,
+                          transformers_model_type: str | None = None) -> None:
     """Allow ``config.json`` files to name `key`, built by `target` (a ZooModel subclass or
     ``"module:Class"``, imported on first use). ``task=None``: an architecture that serves any
-    task (fine-tuned heads on a zoo backbone, `astrozoo.transfer`)."""
+    task (fine-tuned heads on a zoo backbone, `astrozoo.transfer`).
+    ``transformers_model_type``: directories in transformers' layout whose ``config.json`` has
+    this ``model_type`` are read by the class's ``from_transformers``."""
     if key in _ARCHITECTURES:
         raise ValueError(f"architecture {key!r} is already registered")
     if task is not None and task not in _TASKS:
         raise ValueError(f"architecture {key!r}: register task {task!r} first")
     _ARCHITECTURES[key] = (task, target)
+    if transformers_model_type is not None:
+        _TRANSFORMERS_TYPES[transformers_model_type] = key
+
+
+def transformers_architecture(model_type: str) -> type:
+    """The class reading transformers directories of `model_type` (`register_architecture`)."""
+    _ensure_loaded()
+    if model_type not in _TRANSFORMERS_TYPES:
+        raise ValueError(f"transformers model_type {model_type!r} has no astrozoo architecture; "
+                         f"supported: {sorted(_TRANSFORMERS_TYPES)}")
+    return get_architecture(_TRANSFORMERS_TYPES[model_type])
 
 
 def get_architecture(key: str) -> type:
@@ -177,11 +192,29 @@ class WeightsSource:
         Hugging Face Hub repository id (``org/name``).
     revision : str
         Hub revision (branch, tag or commit); pin a commit for reproducibility.
+    format : {"astrozoo", "transformers"}
+        Layout of the files: astrozoo's Hub layout, or an upstream transformers repository
+        (its ``config.json`` is transformers'; the entry's ``template`` gives astrozoo's, and
+        the architecture's ``from_transformers`` reads it; see ``astrozoo/tasks/features/
+        dinov2.py``).
     """
 
     bundled: str | None = None
     hub_repo: str | None = None
     revision: str = "main"
+    format: str = "astrozoo"
+
+    def __post_init__(self):
+        if self.format not in ("astrozoo", "transformers"):
+            raise ValueError(f"WeightsSource.format must be 'astrozoo' or 'transformers', "
+                             f"not {self.format!r}")
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files a model of this layout needs."""
+        from .hub import CONFIG_NAME, MODEL_FILES, WEIGHTS_NAME
+
+        return MODEL_FILES if self.format == "astrozoo" else (CONFIG_NAME, WEIGHTS_NAME)
 
     @property
     def bundled_dir(self) -> Path | None:
@@ -211,6 +244,9 @@ class ModelEntry:
         Expected sha256 of ``model.safetensors``; loading refuses any other file.
     summary : str
         One line for ``astrozoo list``.
+    template : ModelConfig, optional
+        Astrozoo's config of a ``format="transformers"`` entry (bands, preprocessing, task);
+        the network's own config comes from the repository when the model is loaded.
     """
 
     name: str
@@ -218,14 +254,21 @@ class ModelEntry:
     weights: WeightsSource
     sha256: str
     summary: str = ""
+    template: ModelConfig | None = None
 
     def __post_init__(self):
         if not self.weights.bundled and not self.weights.hub_repo:
             raise ValueError(f"{self.name}: a model needs bundled weights or a Hub repository")
+        if (self.weights.format == "transformers") != (self.template is not None):
+            raise ValueError(f"{self.name}: a template config is given exactly for "
+                             "format='transformers' weights")
 
     @cached_property
     def config(self) -> ModelConfig:
-        """The model's config (architecture, input spec, metrics), read without torch."""
+        """The model's config (architecture, input spec, metrics), read without torch (for a
+        transformers-format entry: its template, without downloading anything)."""
+        if self.template is not None:
+            return self.template
         from .hub import CONFIG_NAME, resolve_files
 
         return ModelConfig.from_json(resolve_files(self, (CONFIG_NAME,)) / CONFIG_NAME)

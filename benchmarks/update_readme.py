@@ -35,7 +35,10 @@ def models_table() -> str:
         metrics = "<br>".join(f"{ds}: " + ", ".join(f"{k} {_fmt(vals[k])}" for k in keys if k in vals)
                               for ds, vals in cfg.metrics.items())
         star = " (default)" if default_model(entry.task) == name else ""
-        rows.append(f"| {cfg.task} | `{name}`{star} | {inp} | {metrics} | [{cfg.card}]({cfg.card}) |")
+        card = (f"[{cfg.card}]({cfg.card})" if cfg.card else
+                f"[{entry.weights.hub_repo}](https://huggingface.co/{entry.weights.hub_repo})")
+        metrics = metrics or "not measured here (Hub weights; no internet on this machine)"
+        rows.append(f"| {cfg.task} | `{name}`{star} | {inp} | {metrics} | {card} |")
     return "\n".join(rows)
 
 

@@ -75,13 +75,40 @@ def percentile_clip(x: torch.Tensor, low: float = 1.0, high: float = 99.5) -> to
     return ((x - lo) / (hi - lo).clamp_min(torch.finfo(x.dtype).tiny)).clamp(0, 1)
 
 
+def lupton_rgb(x: torch.Tensor, rgb=(2, 1, 0), Q: float = 8.0, stretch: float = 5.0,
+               saturation: float = 100.0) -> torch.Tensor:
+    """Three bands -> an RGB image with the Lupton et al. (2004) asinh stretch, in float.
+
+    Each band is first divided by its robust sky sigma (so the stretch is in noise units and
+    scale-free); ``rgb`` picks the bands shown as red, green, blue (default: reddest band red
+    for bands given blue to red). With intensity ``I`` the mean of the three, every channel is
+    multiplied by ``asinh(Q I / stretch) / (Q I)``, which compresses the intensity but keeps the
+    ratios of the (noise-normalised) bands; ``I = saturation`` sigma maps to 1. Values are not clipped
+    at 1 and never quantised (astropy's ``make_lupton_rgb`` returns 8-bit images).
+    """
+    x = x[:, list(rgb)]
+    z = (x / robust_sky_sigma(x)).clamp_min(0)
+    i = z.mean(1, keepdim=True)
+    f = torch.asinh(Q * i / stretch) / (Q * i).clamp_min(1e-6)
+    top = torch.asinh(torch.tensor(Q * saturation / stretch)) / Q
+    return z * f / top
+
+
+def grey(x: torch.Tensor, softening: float = 3.0, saturation: float = 100.0) -> torch.Tensor:
+    """All bands averaged (in noise units) into one asinh-stretched plane, repeated as 3
+    channels (for RGB networks, when no three bands make a colour image)."""
+    z = (x / robust_sky_sigma(x)).mean(1, keepdim=True)
+    g = torch.asinh(z / softening) / torch.asinh(torch.tensor(saturation / softening))
+    return g.expand(-1, 3, -1, -1)
+
+
 def identity(x: torch.Tensor) -> torch.Tensor:
     """No change (inputs already scaled for the network)."""
     return x
 
 
 PRESETS = {"asinh": asinh, "robust": robust_standardize, "percentile": percentile_clip,
-           "luptitude": luptitudes, "identity": identity}
+           "luptitude": luptitudes, "lupton_rgb": lupton_rgb, "grey": grey, "identity": identity}
 
 
 def normalize(x: torch.Tensor, preset: str, **kwargs) -> torch.Tensor:

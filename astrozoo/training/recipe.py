@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["recipe_parser", "generate_chunks"]
+__all__ = ["recipe_parser", "generate_chunks", "recipe_command"]
 
 
 def recipe_parser(description: str, *, epochs: int) -> argparse.ArgumentParser:
@@ -35,3 +35,12 @@ def generate_chunks(load_chunk: Callable, seed: int, ks, worker: int, workers: i
         t = time.time()
         load_chunk(seed, k, cache)
         print(f"chunk {k} in {time.time() - t:.0f} s", flush=True)
+
+
+def recipe_command(module: str, seed: int, *, train_chunks: int | None = None,
+                   default_chunks: int | None = None, epochs: int | None = None) -> str:
+    """The command line that reproduces a recipe's run, as recorded in the config."""
+    cmd = f"python -m {module} --seed {seed} --out DIR"
+    if train_chunks is not None and train_chunks != default_chunks:
+        cmd += f" --train-chunks {train_chunks}"
+    return cmd + (f" --epochs {epochs}" if epochs is not None else "")

@@ -66,6 +66,7 @@ def build_config(seed: int, name: str = MODEL_NAME, arch_kwargs: dict | None = N
     """`ModelConfig` of the morphology model trained with `seed`."""
     from astrozoo.config import InputSpec, ModelConfig
     from astrozoo.registry import get_task
+    from astrozoo.training.recipe import recipe_command
 
     return ModelConfig(
         name=name, task="morphology", architecture="morphology-cnn",
@@ -75,9 +76,9 @@ def build_config(seed: int, name: str = MODEL_NAME, arch_kwargs: dict | None = N
                              normalization_kwargs={"softening": 3.0}),
         outputs=get_task("morphology").output_columns(CLASSES), labels=CLASSES, license="MIT",
         card=f"model_cards/{name}.md",
-        training={"command": (f"python -m astrozoo.tasks.morphology.train --seed {seed} --out DIR"
-                              + (f" --train-chunks {n_train_chunks}" if n_train_chunks != N_TRAIN_CHUNKS else "")
-                              + (f" --epochs {epochs}" if epochs is not None else "")),
+        training={"command": recipe_command(
+                      "astrozoo.tasks.morphology.train", seed, train_chunks=n_train_chunks,
+                      default_chunks=N_TRAIN_CHUNKS, epochs=epochs),
                   "seed": seed,
                   "data": (f"{n_train_chunks * CHUNK} simulated LSST-like g,r,i cutouts (five "
                            f"classes, equally likely) + {N_VAL} for validation, "
