@@ -3,6 +3,8 @@
 See `astrozoo.training.loop` for what it does and why it is built on Accelerate and timm.
 """
 
-from .loop import FitResult, TrainConfig, as_dataset, fit, run_batches, set_train_mode
+from .loop import (FitResult, TrainConfig, as_dataset, fit, round_to_storage, run_batches,
+                   set_train_mode)
 
-__all__ = ["TrainConfig", "FitResult", "fit", "as_dataset", "run_batches", "set_train_mode"]
+__all__ = ["TrainConfig", "FitResult", "fit", "as_dataset", "run_batches", "set_train_mode",
+           "round_to_storage"]

@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from ..inference.tta import random_dihedral
 from .checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["TrainConfig", "FitResult", "fit", "as_dataset", "run_batches", "set_train_mode"]
+__all__ = ["TrainConfig", "FitResult", "fit", "as_dataset", "run_batches", "set_train_mode",
+           "round_to_storage"]
 
 
 @dataclass
@@ -117,6 +118,17 @@ def set_train_mode(model: nn.Module) -> None:
         params = list(m.parameters())
         if params and not any(p.requires_grad for p in params):
             m.eval()
+
+
+@torch.no_grad()
+def round_to_storage(model: nn.Module, dtype: torch.dtype = torch.float16) -> nn.Module:
+    """Round `model`'s floating-point weights and buffers to `dtype` and back, in place, so
+    that what is calibrated or tuned after training is exactly what ``save_pretrained(...,
+    dtype=dtype)`` will store."""
+    for v in model.state_dict().values():
+        if v.is_floating_point():
+            v.copy_(v.to(dtype).to(v.dtype))
+    return model
 
 
 def _mixed_precision(choice: str) -> str:

@@ -234,7 +234,7 @@ def train(x, y, xv, yv, *, out: Path, config=None, model=None, train_cfg=None,
     import torch
 
     from astrozoo.cards import read_card_source
-    from astrozoo.training import fit
+    from astrozoo.training import fit, round_to_storage
 
     from .model import DeblendUNet
 
@@ -248,10 +248,7 @@ def train(x, y, xv, yv, *, out: Path, config=None, model=None, train_cfg=None,
     res = fit(model, (x, y), (xv, yv), loss=deblend_loss, metric=_val_metrics, config=train_cfg,
               out=out, save_dtype=torch.float16, checkpoint_dir=checkpoint_dir, log=log,
               progress=progress)
-    with torch.no_grad():  # tune on the weights exactly as stored
-        for v in model.state_dict().values():
-            if v.is_floating_point():
-                v.copy_(v.half().float())
+    round_to_storage(model)  # tune on the weights exactly as stored
     res.postprocess = retune(model, xv, yv, out=out, log=log)
     return res
 

@@ -142,13 +142,10 @@ def calibrate(model, xv, yv, log=print) -> dict:
     import torch
 
     from astrozoo.evaluation.morphology import expected_calibration_error
-    from astrozoo.training import run_batches
+    from astrozoo.training import round_to_storage, run_batches
 
-    # calibrate the weights exactly as they will be stored (float16)
+    round_to_storage(model)  # calibrate the weights exactly as they will be stored (float16)
     with torch.no_grad():
-        for v in model.state_dict().values():
-            if v.is_floating_point():
-                v.copy_(v.half().float())
         model.temperature.fill_(1.0)
         model.err_scale.fill_(1.0)
     out, y = run_batches(model, (xv, np.asarray(yv, np.float32)), batch_size=256)
