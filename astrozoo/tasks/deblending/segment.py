@@ -49,7 +49,7 @@ def read_image(image, spec, *, bands=None, pixel_scale=None, unit=None, zeropoin
     from astropy.io import fits
     from astropy.wcs import WCS, FITSFixedWarning
 
-    from astrozoo.io.conform import match_bands, zoom_for
+    from astrozoo.io.conform import match_bands, write_scaled, zoom_for
     from astrozoo.io.layouts import read_fits
     from astrozoo.io.units import unit_factor, zeropoint_factor
 
@@ -103,13 +103,14 @@ def read_image(image, spec, *, bands=None, pixel_scale=None, unit=None, zeropoin
         if not im.calibrated:
             raise InputError(f"band {im.band!r} has no flux calibration (BUNIT or MAGZP); pass "
                              "unit= or zeropoint=", where)
-        d = np.asarray(im.data, np.float64)
+        # the input pipeline's scaling (astropy's order), then its missing-pixel marks
+        d = np.empty(np.shape(im.data), np.float32)
+        write_scaled(np.asarray(im.data), d, im.bscale, im.bzero, im.factor)
         if im.blank is not None:
             d[np.asarray(im.data) == im.blank] = np.nan
-        d = (d * im.bscale + im.bzero) * im.factor
         if im.mask is not None:
             d[im.mask] = np.nan
-        out.append(d.astype(np.float32))
+        out.append(d)
     shapes = {o.shape for o in out}
     if len(shapes) > 1:
         raise InputError(f"bands have different shapes {sorted(shapes)}; the images must be "
