@@ -45,7 +45,7 @@ for _size, (_sha, _what) in _DINOV2.items():
 register_model(ModelEntry(
     name="features-resnet-lsst", task="features",
     weights=WeightsSource(bundled="features-resnet-lsst"),
-    sha256="229f15982faf103cf474404e06cdd59dab3bd2d38dd07ff2047d71184d40ab8e",
+    sha256="51f5283ceb7207fcf9ee149e6dae39a11ba2b14ac1701af421bba27fcd47e2a9",
     summary="Self-supervised (SimCLR) slim ResNet-10t encoder, 256-d embeddings of LSST-like "
             "g,r,i 64x64 cutouts, trained on unlabelled GalSim galaxies; works offline"),
     default=True)

@@ -10,11 +10,15 @@ of the batch away.
    (`astrozoo.tasks.morphology.simulate`, its labels discarded), seeds disjoint from the
    morphology recipe and benchmark, kept in the training-data cache
    (``--generate-only --worker k --workers n`` fills it in parallel).
-2. Views (`two_views`), on the raw fluxes: a random resized crop (area 0.5-1, aspect 3:4-4:3,
-   with a random flip and quarter turn, in one bilinear resampling), a random overall flux
+2. Views (`two_views`), on the raw fluxes: a random rotation (any angle) and flip, zoom
+   (x 0.91-1.1) and shift (+- 3 pixels), in one bilinear resampling; a random overall flux
    scale (x 0.67-1.5) and per-band gain (1 +- 5 %), extra Gaussian noise up to the preset's
-   sky sigma, and with probability 0.5 a Gaussian blur (sigma 0.3-1.2 pixels: a worse PSF).
-   These are what varies between observations of one galaxy, not what makes it a class.
+   sky sigma, and with probability 0.5 a Gaussian blur (sigma 0.2-0.8 pixels: a worse PSF).
+   These are what varies between observations of one galaxy, not what makes it a class: no
+   anisotropic stretch (it would change axis ratios) and no crop (it could cut off a merger's
+   companion). On a validation set (seeds 6.9e6, not the benchmark's) these views gave a
+   500-label linear probe of 0.876 against 0.850 for SimCLR's ImageNet-style resized crop,
+   after the same 4 epochs on 8,000 cutouts.
 3. `fit` with ``nt_xent`` for a fixed number of epochs; the last epoch is kept (float16).
 """
 
@@ -38,7 +42,7 @@ ARCH_KWARGS = {"backbone": "resnet10t", "channels": [32, 64, 128, 256], "stem_wi
 def train_config(seed: int = 0, **changes):
     from astrozoo.training import TrainConfig
 
-    return TrainConfig(**{**dict(epochs=5, batch_size=256, lr=2e-3, weight_decay=1e-4,
+    return TrainConfig(**{**dict(epochs=17, batch_size=256, lr=2e-3, weight_decay=1e-4,
                                  augment=two_views, monitor="loss", grad_clip=5.0, seed=seed),
                           **changes})
 
@@ -66,21 +70,21 @@ def _view(x, generator):
 
     n, c, h, w = x.shape
     u = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
-    area = 0.5 + 0.5 * u(n)
-    log_aspect = (u(n) * 2 - 1) * math.log(4 / 3)
-    sx, sy = torch.sqrt(area * log_aspect.exp()).clamp(max=1), torch.sqrt(area / log_aspect.exp()).clamp(max=1)
-    tx, ty = (u(n) * 2 - 1) * (1 - sx), (u(n) * 2 - 1) * (1 - sy)
-    k = torch.randint(4, (n,), generator=generator).float() * (math.pi / 2)
+    # one bilinear resampling: any rotation, a flip, +-10 % zoom and +-3 px shift; isotropic,
+    # so an axis ratio (disk vs edge-on) is kept, and no crop that could drop a companion
+    zoom = torch.exp((u(n) * 2 - 1) * math.log(1.1))
+    angle = u(n) * (2 * math.pi)
     flip = torch.where(u(n) < 0.5, -1.0, 1.0)
-    cos, sin = torch.cos(k), torch.sin(k)
-    theta = torch.stack([torch.stack([sx * cos * flip, -sy * sin, tx], 1),
-                         torch.stack([sx * sin * flip, sy * cos, ty], 1)], 1)
+    tx, ty = (u(n) * 2 - 1) * (3 / (w / 2)), (u(n) * 2 - 1) * (3 / (h / 2))
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1),
+                         torch.stack([sin * flip, cos, ty], 1)], 1)
     grid = F.affine_grid(theta, (n, c, h, w), align_corners=False)
     v = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     v = v * torch.exp((u(n, 1, 1, 1) * 2 - 1) * math.log(1.5)) * (1 + 0.05 * (u(n, c, 1, 1) * 2 - 1))
     blur = u(n) < 0.5
     if blur.any():
-        sigma = 0.3 + 0.9 * u(int(blur.sum()))
+        sigma = 0.2 + 0.6 * u(int(blur.sum()))
         r = torch.arange(-3, 4, dtype=torch.float32)
         kern = torch.exp(-r[None] ** 2 / (2 * sigma[:, None] ** 2))
         kern = kern / kern.sum(1, keepdim=True)  # (m, 7) separable Gaussian per cutout
@@ -166,7 +170,7 @@ def train(x, *, out: Path, config=None, train_cfg=None, checkpoint_dir=None, log
 def main(argv=None) -> None:
     from astrozoo.training.recipe import generate_chunks, recipe_parser
 
-    p = recipe_parser(__doc__.splitlines()[0], epochs=5)
+    p = recipe_parser(__doc__.splitlines()[0], epochs=17)
     p.add_argument("--train-chunks", type=int, default=N_TRAIN_CHUNKS)
     a = p.parse_args(argv)
     if a.generate_only:
