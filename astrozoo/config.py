@@ -8,11 +8,78 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["InputSpec", "ModelConfig"]
+from .exceptions import ConfigError
+
+__all__ = ["InputSpec", "ModelConfig", "check_config_values"]
+
+# Bounds a config.json read from disk must respect, checked before any network is built, so that
+# a corrupt or hostile config fails with a message instead of by exhausting memory or time.
+#: Input channels: J-PAS has 56 filters, SPHEREx 102 spectral channels.
+MAX_BANDS = 128
+#: Cutout side in pixels: a whole 4k CCD; larger images go through the tiled paths (`segment`).
+MAX_SIZE = 4096
+#: Values of one object (bands x size^2): 256 MiB in float32, e.g. 4 bands of 4096^2.
+MAX_INPUT_VALUES = 2**26
+#: Arcsec per pixel: one degree, coarser than the pixels of any imaging survey.
+MAX_PIXEL_SCALE = 3600.0
+#: Any integer of arch_kwargs (widths, depths, sizes): above the widest layer of the backbones
+#: the zoo wraps (DINOv2-giant's MLP, 6144).
+MAX_ARCH_INT = 8192
+#: Entries of one list or dict of arch_kwargs (stages, decoder levels; DINOv2-giant's
+#: ``stage_names`` has 41), and their nesting depth (a fine-tuned model nests its parent's).
+MAX_ARCH_ITEMS, MAX_ARCH_DEPTH = 256, 8
+#: Size of a config.json: the zoo's are a few kB.
+MAX_CONFIG_BYTES = 1 << 20
+#: Keyword arguments through which timm or transformers would read another file or the network
+#: (a checkpoint, a pretrained download, remote code): weights come from model.safetensors only.
+LOADER_KEYS = frozenset({"checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "cache_dir",
+                         "transformers_weights", "trust_remote_code"})
+
+
+def check_config_values(values, where: str, key: str = "arch_kwargs", depth: int = 0) -> None:
+    """Raise `ConfigError` unless the nested `values` (``arch_kwargs``, a transformers config)
+    stay within the bounds above and hold none of `LOADER_KEYS` (nor ``pretrained: true``).
+
+    Parameters
+    ----------
+    values : dict, list or scalar
+        As read from JSON.
+    where : str
+        The config file, for the message.
+    key : str
+        Dotted name of `values`, for the message.
+    """
+    def fail(why):
+        raise ConfigError(f"{where}: {key} {why}")
+
+    if depth > MAX_ARCH_DEPTH:
+        fail(f"nests deeper than {MAX_ARCH_DEPTH} levels")
+    if isinstance(values, (dict, list)) and len(values) > MAX_ARCH_ITEMS:
+        fail(f"has {len(values)} entries (at most {MAX_ARCH_ITEMS})")
+    if isinstance(values, dict):
+        for k, v in values.items():
+            if k in LOADER_KEYS or (k == "pretrained" and v is not False):
+                raise ConfigError(f"{where}: {key}.{k}={v!r} is refused: it would make the model "
+                                  "read weights other than the verified model.safetensors")
+            check_config_values(v, where, f"{key}.{k}", depth + 1)
+    elif isinstance(values, list):
+        for i, v in enumerate(values):
+            check_config_values(v, where, f"{key}[{i}]", depth + 1)
+    elif isinstance(values, bool) or values is None or isinstance(values, str):
+        return
+    elif isinstance(values, int):
+        if abs(values) > MAX_ARCH_INT:
+            fail(f"= {values} is out of bounds (|value| <= {MAX_ARCH_INT})")
+    elif isinstance(values, float):
+        if not math.isfinite(values):
+            fail(f"= {values} is not finite")
+    else:
+        fail(f"has a value of type {type(values).__name__}")
 
 # Presets that divide out each object's flux scale (tests/test_io_normalize.py checks the claim).
 _SCALE_FREE_PRESETS = ("robust", "percentile", "lupton_rgb", "grey")
@@ -63,6 +130,30 @@ class InputSpec:
         object.__setattr__(self, "bands", tuple(self.bands))
         if self.kind == "image" and (self.size is None or self.pixel_scale is None):
             raise ValueError("an image InputSpec needs size and pixel_scale")
+
+    def check_limits(self, where: str) -> None:
+        """Raise `ConfigError` unless the bands, cutout size and pixel scale are within the
+        bounds of a loaded config (`MAX_BANDS`, `MAX_SIZE`, `MAX_INPUT_VALUES`,
+        `MAX_PIXEL_SCALE`)."""
+        b = self.bands
+        if not 1 <= len(b) <= MAX_BANDS or not all(isinstance(x, str) and x for x in b):
+            raise ConfigError(f"{where}: input_spec.bands must be 1 to {MAX_BANDS} band names, "
+                              f"not {len(b)} ({list(b)[:8]}...)")
+        if len(set(b)) != len(b):
+            raise ConfigError(f"{where}: input_spec.bands {list(b)} names a band twice")
+        if self.kind == "catalog":
+            return
+        s, px = self.size, self.pixel_scale
+        if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_SIZE:
+            raise ConfigError(f"{where}: input_spec.size must be an integer from 1 to {MAX_SIZE} "
+                              f"pixels, not {s!r}")
+        if len(b) * s * s > MAX_INPUT_VALUES:
+            raise ConfigError(f"{where}: input_spec asks for {len(b)} bands of {s}x{s} pixels, "
+                              f"more than {MAX_INPUT_VALUES} values per object")
+        if (isinstance(px, bool) or not isinstance(px, (int, float))
+                or not 0 < px <= MAX_PIXEL_SCALE):
+            raise ConfigError(f"{where}: input_spec.pixel_scale must be in (0, {MAX_PIXEL_SCALE}] "
+                              f"arcsec, not {px!r}")
 
     @property
     def scale_free(self) -> bool:
@@ -141,12 +232,33 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any], where: str = "config") -> "ModelConfig":
+        """The config in `d` (a parsed ``config.json``), validated: known fields of the right
+        types, sizes within the module's bounds (`InputSpec.check_limits`,
+        `check_config_values`); `ConfigError` naming `where` otherwise."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where}: a config must be a JSON object, not {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known - {"astrozoo_version"}
         if unknown:
-            raise ValueError(f"config has unknown fields {sorted(unknown)} (written by a newer astrozoo?)")
-        return cls(**{k: v for k, v in d.items() if k in known})
+            raise ConfigError(f"{where}: config has unknown fields {sorted(unknown)} (written by "
+                              "a newer astrozoo?)")
+        types = {"name": str, "task": str, "architecture": str, "arch_kwargs": dict,
+                 "input_spec": (dict, InputSpec), "outputs": (list, tuple),
+                 "labels": (list, tuple), "metrics": dict, "training": dict,
+                 "weights_sha256": str}
+        for k, t in types.items():
+            if k in d and not isinstance(d[k], t):
+                raise ConfigError(f"{where}: {k} has the wrong type ({type(d[k]).__name__})")
+        try:
+            config = cls(**{k: v for k, v in d.items() if k in known})
+        except (TypeError, ValueError) as e:  # missing fields, unknown input_spec keys
+            raise ConfigError(f"{where}: not a valid astrozoo config ({e})") from e
+        config.input_spec.check_limits(where)
+        check_config_values(config.arch_kwargs, where)
+        check_config_values(config.input_spec.normalization_kwargs, where,
+                            "input_spec.normalization_kwargs")
+        return config
 
     def to_json(self, path: str | Path) -> None:
         from . import __version__
@@ -156,8 +268,7 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "ModelConfig":
-        try:
-            d = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: not a readable astrozoo config.json ({e})") from e
-        return cls.from_dict(d)
+        """Read and validate a ``config.json`` (`from_dict`); `ConfigError` names the file."""
+        from .hub import read_config_json
+
+        return cls.from_dict(read_config_json(path), where=str(path))

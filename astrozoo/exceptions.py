@@ -1,7 +1,8 @@
 """Exceptions users may want to catch. Each message names the file or model at fault."""
 
 __all__ = ["AstrozooError", "InputError", "WeightsNotAvailableError", "IntegrityError",
-           "OutputContractError", "HubUnavailableError"]
+           "OutputContractError", "HubUnavailableError",
+           "OutputError", "ConfigError"]
 
 
 class AstrozooError(Exception):
@@ -30,7 +31,14 @@ class WeightsNotAvailableError(AstrozooError, RuntimeError):
 
 class IntegrityError(AstrozooError, RuntimeError):
     """A weights file is not the one the registry or its config.json pins (sha256 mismatch),
-    or is not a safetensors file."""
+    is truncated or not a safetensors file, or a model directory holds a pickled checkpoint or
+    a file linked from outside it."""
+
+
+class ConfigError(AstrozooError, ValueError):
+    """A model's ``config.json`` is unreadable or asks for something astrozoo refuses: an
+    unknown field or architecture, a size outside the documented bounds, or a setting that
+    would make the loader read other files."""
 
 
 class OutputContractError(AstrozooError, RuntimeError):
@@ -39,3 +47,19 @@ class OutputContractError(AstrozooError, RuntimeError):
 
 class HubUnavailableError(AstrozooError, RuntimeError):
     """The Hugging Face Hub cannot be reached (offline mode or no connection)."""
+
+
+class OutputError(AstrozooError, OSError):
+    """An output file cannot be written: its directory is read-only, the disk is (or would
+    become) full, or a write failed.
+
+    ``path`` names the file or directory; the message says why and whether a rerun resumes.
+    """
+
+    def __init__(self, message: str, path=None):
+        self.path = None if path is None else str(path)
+        self.reason = message
+        super().__init__(f"{self.path}: {message}" if self.path else message)
+
+    def __reduce__(self):
+        return type(self), (self.reason, self.path)

@@ -14,15 +14,18 @@ from pathlib import Path
 
 from .exceptions import IntegrityError, WeightsNotAvailableError
 
-__all__ = ["MODEL_FILES", "WEIGHTS_NAME", "CONFIG_NAME", "CARD_NAME", "resolve_files",
-           "resolve_hub_id", "is_transformers_config", "lfs_sha256", "download", "sha256_file", "verify_sha256", "parse_hub_id",
-           "hub_unreachable"]
+__all__ = ["MODEL_FILES", "WEIGHTS_NAME", "CONFIG_NAME", "CARD_NAME", "PICKLE_SUFFIXES",
+           "resolve_files", "resolve_hub_id", "read_config_json", "is_transformers_config",
+           "lfs_sha256", "download", "sha256_file", "verify_sha256", "model_file",
+           "refuse_pickles", "safetensors_header", "parse_hub_id", "hub_unreachable"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
 HUB_PREFIX = "hf-hub:"
+#: Suffixes of pickled checkpoints (torch.save, joblib): loading one can execute arbitrary code.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -43,6 +46,86 @@ def verify_sha256(path: str | Path, expected: str, what: str) -> None:
             f"{what}: sha256 mismatch for {path}\n  expected {expected}\n  found    {actual}\n"
             "The file is corrupt, truncated or not the published weights. Delete it and run "
             f"`astrozoo download {what}` again.")
+
+
+def model_file(directory: str | Path, name: str, what: str) -> Path:
+    """``directory / name``, refused (`IntegrityError`) unless it is a regular file inside
+    `directory`: a link may point within it, or, in a huggingface_hub cache snapshot, into the
+    repository's ``blobs`` (where the cache keeps the files its snapshots link to)."""
+    d = Path(directory).resolve()
+    path = Path(directory) / name
+    if not path.exists() and not path.is_symlink():
+        raise IntegrityError(f"{what}: no {name} in {directory}")
+    target = path.resolve()
+    roots = [d]
+    if d.parent.name == "snapshots" and d.parent.parent.name.startswith("models--"):
+        roots.append(d.parent.parent / "blobs")
+    if not any(target.is_relative_to(r) for r in roots):
+        raise IntegrityError(f"{what}: {path} links to {target}, outside the model directory; "
+                             "astrozoo reads only files inside it")
+    if not target.is_file():
+        raise IntegrityError(f"{what}: {path} is not a regular file")
+    return path
+
+
+def refuse_pickles(directory: str | Path, what: str, *, pinned_upstream: bool = False) -> None:
+    """Raise `IntegrityError` if `directory` holds a pickled checkpoint (`PICKLE_SUFFIXES`).
+
+    astrozoo never unpickles weights and never writes a pickle, so a model directory holding
+    one is refused, even beside ``model.safetensors``. The one exception, `pinned_upstream`:
+    an upstream transformers repository (``facebook/dinov2-*`` publish ``pytorch_model.bin``
+    too) whose ``model.safetensors`` is sha256-pinned; there the pickle is never opened.
+    """
+    pickles = sorted(p.name for p in Path(directory).iterdir()
+                     if p.suffix.lower() in PICKLE_SUFFIXES)
+    if not pickles or pinned_upstream:
+        return
+    fix = ("Remove them: the weights are read from model.safetensors only."
+           if (Path(directory) / WEIGHTS_NAME).exists() else
+           "Convert them with safetensors.torch.save_file and save them as model.safetensors.")
+    raise IntegrityError(f"{what}: {directory} holds pickled checkpoint(s) {pickles}. astrozoo "
+                         "never unpickles weights (loading a pickle can execute arbitrary code) "
+                         f"and refuses a model directory holding one. {fix}")
+
+
+#: safetensors' own limit on the JSON header (safetensors/src/tensor.rs, MAX_HEADER_SIZE).
+_MAX_HEADER = 100_000_000
+_AGAIN = "An interrupted download or copy? Delete it and download or copy it again."
+
+
+def safetensors_header(path: str | Path, what: str) -> dict[str, dict]:
+    """The tensor table of a safetensors file (name -> ``dtype``, ``shape``, ``data_offsets``),
+    after checking that the file holds all the bytes its header describes.
+
+    Raises `IntegrityError` naming the file for a truncated file (an interrupted download or
+    copy) and for one that is not safetensors. Read by hand from the documented layout (8-byte
+    little-endian header length, JSON header, tensor bytes) because safetensors' own error for
+    a short file (``MetadataIncompleteBuffer``) says neither that it is truncated nor by how much.
+    """
+    import json
+
+    size = Path(path).stat().st_size
+    with open(path, "rb") as f:
+        prefix = f.read(9)
+        n = int.from_bytes(prefix[:8], "little")
+        if size < 9 or (n <= _MAX_HEADER and prefix[8:9] == b"{" and 8 + n > size):
+            raise IntegrityError(f"{what}: {path} is truncated: {size} bytes, shorter than "
+                                 f"its own header. {_AGAIN}")
+        if n > _MAX_HEADER or prefix[8:9] != b"{":
+            raise IntegrityError(f"{what}: {path} is not a valid safetensors file (no "
+                                 "safetensors header)")
+        f.seek(8)
+        try:
+            header = json.loads(f.read(n))
+            tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+            end = max((int(v["data_offsets"][1]) for v in tensors.values()), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+            raise IntegrityError(f"{what}: {path} is not a valid safetensors file (its header "
+                                 f"is not a tensor table: {e})") from e
+    if 8 + n + end > size:
+        raise IntegrityError(f"{what}: {path} is truncated: {size} bytes of the {8 + n + end} "
+                             f"its header describes. {_AGAIN}")
+    return tensors
 
 
 def parse_hub_id(ref: str) -> tuple[str, str | None]:
@@ -137,11 +220,30 @@ def resolve_files(entry, files=None) -> Path:
     return local
 
 
-def is_transformers_config(path: str | Path) -> bool:
-    """Whether a ``config.json`` is transformers' (``model_type``) rather than astrozoo's."""
+def read_config_json(path: str | Path) -> dict:
+    """A ``config.json`` (astrozoo's or transformers') as a dict; `ConfigError` naming the file
+    if it is larger than `~astrozoo.config.MAX_CONFIG_BYTES`, not JSON or not an object."""
     import json
 
-    d = json.loads(Path(path).read_text())
+    from .config import MAX_CONFIG_BYTES
+    from .exceptions import ConfigError
+
+    try:
+        size = Path(path).stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {size} bytes is not a config.json (at most "
+                              f"{MAX_CONFIG_BYTES})")
+        d = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable config.json ({e})") from e
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: a config must be a JSON object, not {type(d).__name__}")
+    return d
+
+
+def is_transformers_config(path: str | Path) -> bool:
+    """Whether a ``config.json`` is transformers' (``model_type``) rather than astrozoo's."""
+    d = read_config_json(path)
     return "model_type" in d and "input_spec" not in d
 
 

@@ -19,13 +19,12 @@ from torch import nn
 
 from .cards import card_body, render_card
 from .config import InputSpec, ModelConfig
-from .exceptions import IntegrityError
+from .exceptions import ConfigError, IntegrityError
 from .hub import (CARD_NAME, CONFIG_NAME, HUB_PREFIX, WEIGHTS_NAME, is_transformers_config,
-                  lfs_sha256, resolve_files, resolve_hub_id, sha256_file, verify_sha256)
+                  lfs_sha256, model_file, refuse_pickles, resolve_files, resolve_hub_id,
+                  safetensors_header, sha256_file, verify_sha256)
 
 __all__ = ["ZooModel", "load"]
-
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
 class ZooModel(nn.Module):
@@ -181,47 +180,59 @@ class ZooModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, expected_sha256: str | None = None,
                         what: str | None = None) -> "ZooModel":
-        """Rebuild a model from a directory in Hub layout, verifying its weights' sha256.
+        """Rebuild a model from a directory in Hub layout, verifying it first.
+
+        Before any weights are read: the directory must hold no pickled checkpoint
+        (`~astrozoo.hub.refuse_pickles`), its files must be inside it (no links out,
+        `~astrozoo.hub.model_file`), and ``config.json`` must be valid
+        (`ModelConfig.from_json`) and name an architecture registered for its task. Then
+        ``model.safetensors`` must be complete and match its sha256, and hold exactly the
+        tensors of the network the config describes. No code from the directory is executed.
 
         Parameters
         ----------
         expected_sha256 : str, optional
             Pin from the registry; default: the ``weights_sha256`` recorded in config.json.
+        what : str, optional
+            Name of the model in messages; default the directory.
+
+        Raises
+        ------
+        IntegrityError
+            Pickles, links out of the directory, missing, truncated, tampered or mismatched
+            weights.
+        ConfigError
+            An invalid config.json.
         """
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         d = Path(directory)
         what = what or str(d)
-        if (d / CONFIG_NAME).is_file() and is_transformers_config(d / CONFIG_NAME):
+        if not d.is_dir():
+            raise IntegrityError(f"{what}: {d} is not a model directory")
+        config_path = model_file(d, CONFIG_NAME, what)
+        if is_transformers_config(config_path):
             return _from_transformers_layout(d, expected_sha256, what)
-        weights = d / WEIGHTS_NAME
-        if not weights.is_file():
-            pickles = sorted(p.name for p in d.glob("*") if p.suffix in _PICKLE_SUFFIXES)
-            if pickles:
-                raise IntegrityError(
-                    f"{what}: found only pickled checkpoint(s) {pickles}. astrozoo never unpickles "
-                    "weights (loading a pickle can execute arbitrary code); convert them with "
-                    "safetensors.torch.save_file and save as model.safetensors.")
-            raise IntegrityError(f"{what}: no {WEIGHTS_NAME} in {d}")
-        from .registry import get_architecture, get_task
-
-        config = ModelConfig.from_json(d / CONFIG_NAME)
-        get_task(config.task)  # an unknown task fails here, before any weights are read
+        refuse_pickles(d, what)
+        config = ModelConfig.from_json(config_path)
+        model_cls = _architecture(config, config_path)
+        weights = model_file(d, WEIGHTS_NAME, what)
+        header = safetensors_header(weights, what)
         verify_sha256(weights, expected_sha256 or config.weights_sha256, what)
-        model_cls = get_architecture(config.architecture)
         if cls is not ZooModel and not issubclass(model_cls, cls):
             raise TypeError(f"{what} is a {model_cls.__name__}, not a {cls.__name__}")
         model = model_cls(config)
+        own = model.state_dict()
+        _check_tensors(own, header, f"{what}: {weights}")
         try:
             state = load_file(weights)
         except SafetensorError as e:
             raise IntegrityError(f"{what}: {weights} is not a valid safetensors file ({e})") from e
-        own = model.state_dict()
-        state = {k: v.to(own[k].dtype) if k in own else v for k, v in state.items()}
+        state = {k: v.to(own[k].dtype) for k, v in state.items()}
         model.load_state_dict(state, strict=True)
         card = d / CARD_NAME
-        model.card = card_body(card.read_text()) if card.is_file() else ""
+        model.card = card_body(model_file(d, CARD_NAME, what).read_text()) if card.exists() else ""
         return model.eval()
 
     def push_to_hub(self, repo_id: str, *, revision: str | None = None, private: bool | None = None,
@@ -249,16 +260,50 @@ class ZooModel(nn.Module):
                                      commit_message=commit_message or f"Upload {self.name}")
 
 
+def _architecture(config: ModelConfig, config_path: Path) -> type:
+    """The registered class `config` names, refused (`ConfigError`) before anything is built
+    unless its task is registered and the architecture serves it."""
+    from .registry import get_architecture, get_task, list_architectures
+
+    try:
+        get_task(config.task)
+    except KeyError as e:
+        raise ConfigError(f"{config_path}: {e.args[0]}") from None
+    known = list_architectures(config.task)
+    if config.architecture not in known:
+        serves = ("" if config.architecture not in list_architectures() else
+                  " (it serves another task)")
+        raise ConfigError(f"{config_path}: unknown architecture {config.architecture!r} for task "
+                          f"{config.task!r}{serves}; registered for it: {known}")
+    return get_architecture(config.architecture)
+
+
+def _check_tensors(own: dict, header: dict, what: str) -> None:
+    """Raise `IntegrityError` unless the safetensors `header` lists exactly the tensors of the
+    state dict `own`, with the same shapes (checked before the weights are read)."""
+    missing = sorted(set(own) - set(header))
+    unexpected = sorted(set(header) - set(own))
+    shapes = {k: (tuple(header[k]["shape"]), tuple(own[k].shape)) for k in set(own) & set(header)
+              if tuple(header[k]["shape"]) != tuple(own[k].shape)}
+    if missing or unexpected or shapes:
+        bad = {k: f"{a} in the file, {b} in the network" for k, (a, b) in sorted(shapes.items())}
+        raise IntegrityError(f"{what} does not hold the network its config.json describes: "
+                             f"missing {missing[:5]}, unexpected {unexpected[:5]}, shapes differ "
+                             f"{dict(list(bad.items())[:5])}")
+
+
 def _from_transformers_layout(d: Path, expected_sha256: str | None, what: str) -> ZooModel:
     """A directory in transformers' layout (e.g. a snapshot of ``facebook/dinov2-small``),
     read by the architecture registered for its ``model_type``. Its weights are checked
     against `expected_sha256`, else against the sha256 the Hub recorded for a cached file."""
-    import json
-
+    from .hub import read_config_json
     from .registry import transformers_architecture
 
-    model_type = json.loads((d / CONFIG_NAME).read_text())["model_type"]
-    cls = transformers_architecture(model_type)
+    model_type = read_config_json(d / CONFIG_NAME)["model_type"]
+    try:
+        cls = transformers_architecture(model_type)
+    except ValueError as e:
+        raise ConfigError(f"{d / CONFIG_NAME}: {e}") from None
     if not expected_sha256 and (d / WEIGHTS_NAME).is_file():
         expected_sha256 = lfs_sha256(d / WEIGHTS_NAME)
     return cls.from_transformers(d, expected_sha256=expected_sha256, what=what)

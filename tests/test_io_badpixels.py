@@ -29,7 +29,7 @@ def test_all_nan_cutout_is_a_flagged_row_not_a_crash():
     batch = open_inputs(arr, SPEC, bands=SPEC.bands, unit='nJy', max_missing=1.0)[:]
     assert batch.n_bad_pixels.tolist() == [0, 32, 16]
     assert batch.flags[1] == Flag.BAD_PIXELS | Flag.ALL_BAD
-    assert batch.flags[2] == Flag.BAD_PIXELS | Flag.ALL_BAD
+    assert batch.flags[2] == Flag.BAD_PIXELS | Flag.ALL_BAD | Flag.CONSTANT  # band 0: all ones
     assert (batch.data[1] == 0).all() and (batch.data[2, 0] == 1).all()
     assert (batch.data[2, 1] == 0).all()
 

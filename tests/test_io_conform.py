@@ -58,15 +58,17 @@ def test_size_centre_crop_and_pad(tmp_path):
     big = np.arange(20 * 20, dtype=np.float32).reshape(20, 20)
     hdus = [fits.PrimaryHDU()] + [fits.ImageHDU(big, name=b) for b in "gri"]
     fits.HDUList(hdus).writeto(tmp_path / "big.fits")
-    batch = open_inputs(tmp_path / "big.fits", SPEC)[0]
+    with pytest.warns(UserWarning, match="larger than the model's 16x16"):
+        batch = open_inputs(tmp_path / "big.fits", SPEC)[0]
     np.testing.assert_array_equal(batch.data[0, 0], big[2:18, 2:18])
-    assert batch.flags[0] == 0
+    assert batch.flags[0] == Flag.CROPPED
 
     small = mef(tmp_path / "small.fits", "gri", size=12, value=5.0)
     with pytest.warns(UserWarning, match="smaller than the model's 16x16"):
         batch = open_inputs(small, SPEC, max_missing=1.0)[0]
     # the missing border is counted as missing pixels: 3 x (256 - 144)
-    assert batch.flags[0] == Flag.UNDERSIZED | Flag.BAD_PIXELS  # asinh: scale-free, no UNCALIBRATED
+    # asinh: scale-free, no UNCALIBRATED; the bands are constant (5 everywhere)
+    assert batch.flags[0] == Flag.UNDERSIZED | Flag.BAD_PIXELS | Flag.CONSTANT
     assert batch.n_bad_pixels[0] == 3 * (256 - 144)
     # and filled by the bad-pixel rule: the band's median, here 5 everywhere
     assert (batch.data[0] == 5.0).all()
@@ -75,8 +77,8 @@ def test_size_centre_crop_and_pad(tmp_path):
 def test_pixel_scale_checked_resampled_or_refused(tmp_path):
     same = mef(tmp_path / "same.fits", "gri", scale=0.201)
     with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert open_inputs(same, SPEC)[0].flags[0] == 0  # within 1%: used as is
+        warnings.filterwarnings("error", "resampled")
+        assert open_inputs(same, SPEC)[0].flags[0] == Flag.CONSTANT  # within 1%: used as is
 
     near = mef(tmp_path / "near.fits", "gri", size=16, scale=0.25, value=2.0)
     with pytest.warns(UserWarning, match="resampled"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from typing import Any, Iterator, NamedTuple
 
 import numpy as np
@@ -255,6 +256,34 @@ def _progress(model, total: int, initial: int, progress: bool) -> tqdm:
                 desc=model.name, dynamic_ncols=True, smoothing=0.1)
 
 
+#: Seconds between writes of the rows of a chunk being filled: what a kill can lose.
+FLUSH_SECONDS = 1.0
+
+
+class _Pending:
+    """Rows computed but not stored yet, all of one chunk: stored when the chunk is complete
+    and otherwise, on a batch boundary, once `FLUSH_SECONDS` have passed since the last write
+    (a piece file), so that a kill loses about a second of work, not a chunk."""
+
+    def __init__(self, store: ChunkStore):
+        self.store = store
+        self.parts: list[dict[str, np.ndarray]] = []
+        self.k = None
+        self.last = time.monotonic()
+
+    def add(self, k: int, rows: dict[str, np.ndarray], complete: bool) -> None:
+        self.k = k
+        self.parts.append(rows)
+        if complete or time.monotonic() - self.last >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.parts:
+            self.store.write_rows(self.k, _table(self.parts, {}))
+            self.parts = []
+        self.last = time.monotonic()
+
+
 def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool = True,
             output=None, on_error: str = DEFAULT_ON_ERROR, tta: bool = False, num_workers="auto",
             prefetch_factor: int = 2, amp="auto", channels_last="auto", compile: bool = False,
@@ -278,7 +307,12 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
     output : path, optional
         Stream rows to this file (``.fits``, ``.ecsv`` or ``.parquet``) in chunks of
         `chunk_size` rows, with bounded memory. Rerunning the same call after an interruption
-        resumes: finished chunks are kept and every row ends up written exactly once.
+        resumes: the rows stored are kept (a kill loses about the last `FLUSH_SECONDS` of
+        work) and every row ends up written exactly once, with the values of an uninterrupted
+        run. The file appears complete or not at all (written under a temporary name, fsynced,
+        renamed). A directory that takes no files raises `OutputError` before anything is
+        computed, a disk too small for the job after the first batch, a failed write (disk
+        full) when it happens, keeping the rows stored for the rerun.
     on_error : {"raise", "flag"}
         ``"raise"``: an unreadable input stops the run with an `InputError` naming the file.
         ``"flag"``: its row gets NaN predictions, the READ_ERROR flag and the reason in
@@ -297,8 +331,8 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
     compile : bool
         Run the network through `torch.compile` (pays off on long GPU runs).
     chunk_size : int, optional
-        Rows per chunk of a streamed output (default 4096); a kill loses at most the chunk
-        being filled. Part of the job's identity: a resumed run must use the same value.
+        Rows per chunk file of a streamed output (default 4096). Part of the job's identity:
+        a resumed run must use the same value.
     overwrite : bool
         Replace an existing finished `output`. Without it, rerunning a job whose `output` is
         finished returns that file's table (nothing is recomputed); a finished output of another
@@ -350,23 +384,29 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
                 "ids_sha256": meta["IDS256"], "date": meta["DATE"]}
     store = ChunkStore(output, manifest, n, chunk_size, overwrite=overwrite)
     meta["DATE"] = store.manifest["date"]  # a resumed job keeps its start date
-    done = store.done()
-    pending = [k for k in range(store.n_chunks) if k not in done]
-    plan = [(k, idx) for k in pending for idx in _split(store.rows(k), batch_size)]
-    bar = _progress(model, n, sum(len(store.rows(k)) for k in done), progress)
+    # The batches start where each chunk's stored rows end: the same batches as in an
+    # uninterrupted run of this batch size, since rows are only stored on batch boundaries.
+    plan = [(k, idx) for k in range(store.n_chunks)
+            for idx in _split(store.pending(k), batch_size)]
+    bar = _progress(model, n, n - sum(len(idx) for _, idx in plan), progress)
     with bar:
-        parts: list[dict[str, np.ndarray]] = []
-        filled = 0
+        pending = _Pending(store)
         items = _loader(runner, cutouts, [idx for _, idx in plan], num_workers,
                         prefetch_factor) if plan else ()
-        # items first: its exhaustion ends the loop, which stops the DataLoader workers.
-        for item, (k, idx) in zip(items, plan, strict=True):
-            parts.append(_rows(item, runner.columns(item.data), score_incomplete))
-            bar.update(len(idx))
-            filled += len(idx)
-            if filled == len(store.rows(k)):
-                store.write_chunk(k, _table(parts, {}))
-                parts, filled = [], 0
+        try:
+            # items first: its exhaustion ends the loop, which stops the DataLoader workers.
+            for item, (k, idx) in zip(items, plan, strict=True):
+                rows = _rows(item, runner.columns(item.data), score_incomplete)
+                if idx is plan[0][1]:  # the first batch shows what a row weighs
+                    store.check_space(sum(v.nbytes for v in rows.values()) / len(idx))
+                pending.add(k, rows, complete=idx[-1] + 1 == store.rows(k).stop)
+                bar.update(len(idx))
+        except BaseException:
+            # Keep what was computed when the run stops on an error or Ctrl-C; if that write
+            # fails too (disk full), the error the user needs is the first one.
+            with contextlib.suppress(Exception):
+                pending.flush()
+            raise
     store.finalize(meta)
     return read_table(output)
 

@@ -1,28 +1,40 @@
 """Streaming, resumable catalogue output: FITS table, ECSV or Parquet, chosen by suffix.
 
-Rows are written as they are predicted, one chunk file per ``chunk_size`` rows, into
-``<output>.partial/``. Each chunk is written to a temporary name and renamed, so a chunk file
-either holds all its rows or does not exist, whatever kills the process. A ``manifest.json``
+Rows are written as they are predicted into ``<output>.partial/``: one chunk file per
+``chunk_size`` rows, and, while a chunk fills, piece files of its next rows (the engine writes
+one on a batch boundary about once a second), merged into the chunk file when it completes. So a
+kill loses about a second of work even in a run of fewer rows than one chunk. A ``manifest.json``
 records what the rows depend on (model, weights, inputs, options); a rerun with the same
-manifest skips the chunks already there, a rerun with another one refuses to mix results. When
-every chunk exists they are streamed, one at a time (bounded memory), into ``<output>.tmp``,
-which is renamed to ``<output>``: the output is either complete or absent.
+manifest computes only the rows not stored yet, a rerun with another one refuses to mix
+results. When every chunk exists they are streamed, one at a time (bounded memory), into
+``<output>.tmp``, which is renamed to ``<output>``.
+
+Every file (manifest, piece, chunk, output) is written to a temporary name in its own directory,
+fsynced and renamed (`os.replace`), so under its final name it is either complete or absent,
+whatever kills the process or the machine. Failed writes (disk full, read-only, quota) raise
+`OutputError` naming the file, and keep every row stored so far for the rerun. `ChunkStore`
+checks that the output directory takes files before anything is computed, and
+`ChunkStore.check_space` that the disk holds the job once a batch shows the size of a row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import io
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from astropy.io import fits
-from astropy.table import Table
+from astropy.table import Table, vstack
+
+from ..exceptions import OutputError
 
 __all__ = ["FORMATS", "output_format", "provenance", "ids_fingerprint", "ChunkStore",
            "read_table"]
@@ -32,6 +44,9 @@ FORMATS = {".fits": "fits", ".fit": "fits", ".fts": "fits", ".ecsv": "ecsv",
            ".parquet": "parquet", ".pq": "parquet"}
 
 _MANIFEST = "manifest.json"
+#: Bytes on disk per byte of in-memory row of a text (ECSV) output: a float32 takes 4 bytes in
+#: memory and about 12 characters as text.
+_TEXT_EXPANSION = {"ecsv": 3}
 
 
 def output_format(path: str | Path) -> str:
@@ -84,14 +99,48 @@ def ids_fingerprint(ids: Iterable[str]) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path` to write to; on success the file is fsynced and renamed
+    to `path`, on failure removed. The rename is made durable by fsyncing the directory
+    (POSIX only: Windows cannot open a directory)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if os.name == "posix":
+        _fsync(path.parent)
+
+
+def _probe(directory: Path) -> None:
+    """Create and remove a file in `directory` (made if missing): the one test that also sees
+    read-only mounts, ACLs and quotas, which permission bits and `os.access` do not. The file
+    has no name (O_TMPFILE) or loses it at once, so a kill cannot leave it behind."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory, prefix=".astrozoo-probe-"):
+            pass
+    except OSError as e:
+        raise OutputError(f"cannot write into this directory ({e.strerror or e}); nothing was "
+                          "computed", directory) from e
 
 
 class ChunkStore:
-    """Chunk files of one output being written, in ``<output>.partial/``.
+    """Chunk and piece files of one output being written, in ``<output>.partial/``.
+
+    Creating one checks that the output's directory takes files (`OutputError` if not).
 
     Parameters
     ----------
@@ -112,9 +161,12 @@ class ChunkStore:
         self.partial = self.output.with_name(self.output.name + ".partial")
         self.n_rows, self.chunk_size = int(n_rows), int(chunk_size)
         manifest = {**manifest, "n_rows": self.n_rows, "chunk_size": self.chunk_size}
+        if self.output.is_dir():
+            raise OutputError("is a directory, not a file name", self.output)
         if self.output.exists() and not self.partial.exists() and not overwrite:
             raise FileExistsError(f"{self.output} exists (a finished run?); pass overwrite=True "
                                   "to replace it")
+        _probe(self.output.parent)
         stored = self.partial / _MANIFEST
         if stored.is_file():
             old = json.loads(stored.read_text())
@@ -127,9 +179,12 @@ class ChunkStore:
                     "directory to start over")
             self.manifest = old  # keeps the original start date
         else:
-            self.partial.mkdir(parents=True, exist_ok=True)
+            with self._reporting(stored):
+                self.partial.mkdir(parents=True, exist_ok=True)
+                with _atomic(stored) as tmp:
+                    tmp.write_text(json.dumps(manifest, indent=1))
             self.manifest = manifest
-            _atomic_write_text(stored, json.dumps(manifest, indent=1))
+        self._pieces = self._scan_pieces()
 
     @property
     def n_chunks(self) -> int:
@@ -142,24 +197,99 @@ class ChunkStore:
         r = self.rows(k)
         return self.partial / f"chunk_{r.start:012d}_{r.stop:012d}.fits"
 
+    def _piece_path(self, start: int, stop: int) -> Path:
+        return self.partial / f"part_{start:012d}_{stop:012d}.fits"
+
+    def _scan_pieces(self) -> dict[int, list[Path]]:
+        """The piece files of each unfinished chunk that continue its first rows without a gap
+        (pieces of a finished chunk are leftovers of a kill before their removal)."""
+        by_start = {}
+        for p in self.partial.glob("part_*.fits"):
+            start, stop = (int(v) for v in p.stem.split("_")[1:])
+            by_start[start] = (stop, p)
+        pieces = {}
+        for k in set(range(self.n_chunks)) - self.done():
+            chain, at = [], self.rows(k).start
+            while at in by_start and by_start[at][0] <= self.rows(k).stop:
+                at, path = by_start[at]
+                chain.append(path)
+            pieces[k] = chain
+        return pieces
+
     def done(self) -> set[int]:
         """Chunks already written completely (a killed run leaves at most a ``.tmp`` file)."""
         return {k for k in range(self.n_chunks) if self._path(k).is_file()}
 
-    def write_chunk(self, k: int, table: Table) -> None:
-        """Write chunk `k` (its rows, in order) atomically."""
-        if len(table) != len(self.rows(k)):
-            raise ValueError(f"chunk {k} needs {len(self.rows(k))} rows, got {len(table)}")
+    def pending(self, k: int) -> range:
+        """The rows of chunk `k` not stored yet (empty when the chunk file exists)."""
+        r = self.rows(k)
+        if k not in self._pieces:
+            return range(r.stop, r.stop)
+        chain = self._pieces[k]
+        return range(int(chain[-1].stem.split("_")[2]) if chain else r.start, r.stop)
+
+    def write_rows(self, k: int, table: Table) -> None:
+        """Store the next rows of chunk `k` (those right after the rows stored already). Rows
+        that complete the chunk are merged with its pieces into the chunk file; others become a
+        piece file. A failed write raises `OutputError` and leaves what was stored intact."""
+        todo = self.pending(k)
+        if not 0 < len(table) <= len(todo):
+            raise ValueError(f"chunk {k} has {len(todo)} rows to store, got {len(table)}")
+        stop = todo.start + len(table)
+        if stop < todo.stop:
+            path = self._piece_path(todo.start, stop)
+            with self._reporting(path):
+                self._write(path, table)
+            self._pieces[k].append(path)
+            return
         path = self._path(k)
-        tmp = path.with_name(path.name + ".tmp")
+        with self._reporting(path):
+            parts = [self._read(p) for p in self._pieces[k]] + [table]
+            self._write(path, vstack(parts, join_type="exact") if len(parts) > 1 else table)
+        for p in self._pieces.pop(k):
+            p.unlink()
+
+    def check_space(self, row_bytes: float) -> None:
+        """Raise `OutputError` if the disk cannot take the rest of the job: the rows still to
+        store, plus the final file, which coexists with the chunks until it is complete.
+
+        Parameters
+        ----------
+        row_bytes : float
+            In-memory size of one output row (a bound on its size in a binary format).
+        """
+        todo = sum(len(self.pending(k)) for k in self._pieces)
+        need = row_bytes * (todo + _TEXT_EXPANSION.get(self.format, 1) * self.n_rows)
+        free = shutil.disk_usage(self.partial).free
+        if need > free:
+            raise OutputError(
+                f"the disk holding it has {free / 2**20:.1f} MiB free, and about "
+                f"{need / 2**20:.1f} MiB are needed for the {self.n_rows} rows of "
+                f"{self.output.name} and their chunks; free space or choose another directory",
+                self.output.parent)
+
+    @contextlib.contextmanager
+    def _reporting(self, path: Path) -> Iterator[None]:
+        """A failed write as an `OutputError` naming the file and telling how to resume."""
+        try:
+            yield
+        except OutputError:
+            raise
+        except OSError as e:
+            raise OutputError(f"cannot write ({e.strerror or e}); the rows stored so far are "
+                              f"kept in {self.partial}: fix this and rerun the same command to "
+                              "resume", path) from e
+
+    @staticmethod
+    def _write(path: Path, table: Table) -> None:
         table = table.copy(copy_data=False)
         table.meta = {"NERROR": int(np.count_nonzero(table["error"] != ""))}
-        table.write(tmp, format="fits", overwrite=True)
-        os.replace(tmp, path)
+        with _atomic(path) as tmp:
+            table.write(tmp, format="fits", overwrite=True)
 
-    def read_chunk(self, k: int) -> Table:
-        t = Table.read(self._path(k), format="fits", character_as_bytes=False,
-                       mask_invalid=False)
+    @staticmethod
+    def _read(path: Path) -> Table:
+        t = Table.read(path, format="fits", character_as_bytes=False, mask_invalid=False)
         t.meta.clear()
         # FITS turns empty strings into masked values; the chunk stores "" for "no error".
         for name in t.colnames:
@@ -167,15 +297,17 @@ class ChunkStore:
                 t[name] = t[name].filled("")
         return t
 
+    def read_chunk(self, k: int) -> Table:
+        return self._read(self._path(k))
+
     def finalize(self, meta: dict) -> Path:
         """Stream every chunk, in order, into `output` (write then rename); drop the partial
         directory. The ``error`` column is kept only if some row has an error."""
         missing = sorted(set(range(self.n_chunks)) - self.done())
         if missing:
             raise RuntimeError(f"{self.partial}: chunks {missing[:5]}... are missing")
-        tmp = self.output.with_name(self.output.name + ".tmp")
-        _WRITERS[self.format](self._chunks(), tmp, meta, self._widths(), self.n_rows)
-        os.replace(tmp, self.output)
+        with self._reporting(self.output), _atomic(self.output) as tmp:
+            _WRITERS[self.format](self._chunks(), tmp, meta, self._widths(), self.n_rows)
         shutil.rmtree(self.partial)
         return self.output
 

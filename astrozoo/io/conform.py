@@ -12,7 +12,9 @@ plan once per file set with these functions):
   is used as is, within ``scale_max_rtol`` the image is resampled (bilinear, flux per pixel
   rescaled by the pixel area ratio) with a warning and flagged, beyond that it is refused;
 - the cutout is centre-cropped or centre-padded to ``spec.size`` (padding is NaN: missing
-  pixels, counted, filled by the bad-pixel rule and flagged `Flag.UNDERSIZED`);
+  pixels, counted, filled by the bad-pixel rule and flagged `Flag.UNDERSIZED`; a crop is
+  flagged `Flag.CROPPED`, and the input set warns once: cutouts are centred on their object,
+  so the central pixels are the right ones, but a whole image passed as a cutout is not);
 - values are scaled as ``(raw * BSCALE + BZERO) * unit_factor``; integer ``BLANK`` becomes NaN.
 """
 
@@ -27,7 +29,8 @@ import numpy as np
 from ..exceptions import InputError
 from .flags import Flag
 
-__all__ = ["BandImage", "match_bands", "zoom_for", "spans", "write_scaled", "place", "conform"]
+__all__ = ["BandImage", "match_bands", "zoom_for", "spans", "write_scaled", "place", "cropped",
+           "conform"]
 
 _TOKENS = re.compile(r"[A-Za-z0-9]+")
 
@@ -97,6 +100,9 @@ def zoom_for(pixel_scale, spec_scale, *, scale_rtol=0.01, scale_max_rtol=0.25, p
     """
     if pixel_scale is None or spec_scale is None:
         return 1.0
+    if not (np.isfinite(pixel_scale) and pixel_scale > 0):
+        raise InputError(f"the WCS gives a pixel scale of {pixel_scale!r} arcsec/pix, not a "
+                         "positive number (CDELT/CD keywords)", path)
     rel = abs(pixel_scale - spec_scale) / spec_scale
     if rel <= scale_rtol:
         return 1.0
@@ -170,6 +176,12 @@ def place(img: BandImage, dst: np.ndarray, zoom: float = 1.0) -> int:
     return padded
 
 
+def cropped(shape, size: int, zoom: float = 1.0) -> bool:
+    """Whether an image of ``shape``, resampled by ``zoom``, is larger than ``size``."""
+    # scipy.ndimage.zoom's output shape: round(n * zoom)
+    return any(int(round(n * zoom)) > size for n in shape[-2:])
+
+
 def conform(images, dst: np.ndarray, spec, *, scale_rtol=0.01,
             scale_max_rtol=0.25, path=None, warned=None, plans=None) -> tuple[int, int]:
     """Write one object's band images into ``dst`` (float32, ``spec.shape``).
@@ -210,6 +222,8 @@ def conform(images, dst: np.ndarray, spec, *, scale_rtol=0.01,
                     warned.add(img.pixel_scale)
         if not img.calibrated:
             flags |= Flag.UNCALIBRATED
+        if cropped(img.data.shape, spec.size, zoom):
+            flags |= Flag.CROPPED
         pad = place(img, dst[c], zoom)
         if pad:
             flags |= Flag.UNDERSIZED

@@ -28,8 +28,8 @@ from .conform import BandImage, conform
 from .cutouts import SurveyCutouts
 from .fastpath import FastReader, FileTemplate
 from .flags import Flag
-from .layouts import FITS_SUFFIXES, pixel_scale_of, read_fits
-from .units import CALIBRATION_KEYWORDS, unit_factor, zeropoint_factor
+from .layouts import FITS_SUFFIXES, calibration, pixel_scale_of, read_fits
+from .units import CALIBRATION_KEYWORDS
 
 __all__ = ["Batch", "CutoutSet", "FileCutoutSet", "ArrayCutoutSet", "SurveyCutoutSet",
            "CatalogSet", "open_inputs", "group_files", "DEFAULT_GROUP", "MAX_MISSING"]
@@ -122,6 +122,13 @@ class CutoutSet(Sequence):
             warnings.warn(f"{where}: cutout smaller than the model's {self.spec.size}x"
                           f"{self.spec.size} pixels; the missing border is counted in "
                           "n_bad_pixels and such rows are flagged UNDERSIZED", stacklevel=4)
+        if flags & Flag.CROPPED and "cropped" not in self._warned:
+            self._warned.add("cropped")
+            warnings.warn(f"{where}: cutout larger than the model's {self.spec.size}x"
+                          f"{self.spec.size} pixels; its central {self.spec.size}x"
+                          f"{self.spec.size} pixels are used and such rows are flagged CROPPED "
+                          "(a survey image is not a cutout: pass {band: path} with catalog= "
+                          "positions)", stacklevel=4)
         return int(flags)
 
     def __len__(self) -> int:
@@ -167,6 +174,13 @@ class CutoutSet(Sequence):
                     raise
                 data[k], flags[k], n_padded[k], errors[k] = 0.0, Flag.READ_ERROR, 0, str(e)
         n_bad, bad_flags = replace_bad_pixels(data, self.max_missing)
+        bad_flags[flags == Flag.READ_ERROR] = 0  # zero data by contract, not a constant image
+        constant = np.flatnonzero(bad_flags & Flag.CONSTANT)
+        if constant.size and "constant" not in self._warned:
+            self._warned.add("constant")
+            warnings.warn(f"{self._where(indices[constant[0]])}: a band is constant (all zeros, "
+                          "a fill value or saturated): it carries no signal; such rows are "
+                          "flagged CONSTANT", stacklevel=2)
         return Batch([self._ids[i] for i in indices], data, n_bad, flags | bad_flags, errors)
 
     def _where(self, i):
@@ -311,16 +325,17 @@ class ArrayCutoutSet(CutoutSet):
     def __init__(self, array, spec, *, bands, mask=None, unit=None, zeropoint=None,
                  pixel_scale=None, **kw):
         super().__init__(spec, list(range(len(array))), **kw)
+        if array.dtype.kind not in "iuf":
+            raise InputError(f"array of dtype {array.dtype} is not real pixel values")
+        if mask is not None:
+            try:
+                mask = np.broadcast_to(np.asarray(mask, bool), array.shape)
+            except ValueError:
+                raise InputError(f"mask of shape {np.shape(mask)} does not fit the array's "
+                                 f"{array.shape}") from None
         self.array, self.mask, self.bands = array, mask, list(bands)
-        if unit is not None and zeropoint is not None:
-            raise ValueError("give unit= or zeropoint=, not both")
-        try:
-            self.factor = (zeropoint_factor(zeropoint, spec.flux_unit) if zeropoint is not None
-                           else 1.0 if unit is None else unit_factor(str(unit), spec.flux_unit))
-        except Exception as e:
-            raise InputError(f"unit {unit!r} cannot be converted to {spec.flux_unit} ({e})") \
-                from None
-        self.calibrated = unit is not None or zeropoint is not None
+        self.factor, source = calibration(lambda key: None, spec.flux_unit, unit, zeropoint, None)
+        self.calibrated = source is not None
         self.pixel_scale = pixel_scale
 
     def _where(self, i):
@@ -362,7 +377,8 @@ class SurveyCutoutSet(_TableColumns, CutoutSet):
                  zeropoint=None, **kw):
         super().__init__(spec, table_ids(table, id_column), **kw)
         self._keep(table, keep)
-        self.geometry = SurveyCutouts(images, table, spec, scale_rtol=self.scale_rtol,
+        self.geometry = SurveyCutouts(images, table, spec, on_error=self.on_error,
+                                      scale_rtol=self.scale_rtol,
                                       scale_max_rtol=self.scale_max_rtol, unit=unit,
                                       zeropoint=zeropoint)
 
@@ -423,7 +439,13 @@ def _nddata_to_array(nd):
     data = np.asarray(nd.data)
     if data.ndim == 2:
         data = data[None]
-    mask = None if nd.mask is None else np.broadcast_to(np.asarray(nd.mask, bool), data.shape)
+    mask = None
+    if nd.mask is not None:
+        try:
+            mask = np.broadcast_to(np.asarray(nd.mask, bool), data.shape)
+        except ValueError:
+            raise InputError(f"NDData mask of shape {np.shape(nd.mask)} does not fit its data "
+                             f"{data.shape}") from None
     scale = None
     if nd.wcs is not None and hasattr(nd.wcs, "to_header"):
         scale = pixel_scale_of(nd.wcs.to_header())

@@ -11,7 +11,9 @@ big-endian dtype. Any difference (another size, an extra ``BSCALE`` or ``HISTORY
 different ``MAGZP`` or ``CD1_1``...) returns None and the caller uses the safe astropy path, so
 results never depend on the shortcut. The values of other cards, which vary per object without
 changing how pixels are read (``OBJECT``, ``CRVAL1``, dates), are not compared. Tile-compressed
-or gzipped files have no template (always the safe path).
+or gzipped files, files with ``CHECKSUM``/``DATASUM`` cards (the safe path verifies them; a file
+that adds them differs from the template) and files larger than a cutout have no template
+(always the safe path).
 """
 
 from __future__ import annotations
@@ -24,18 +26,23 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from .conform import BandImage, match_bands, spans, write_scaled, zoom_for
+from .conform import BandImage, cropped, match_bands, spans, write_scaled, zoom_for
 from .flags import Flag
 
 __all__ = ["FileTemplate", "FastReader"]
 
-# Cards that decide how pixels are read: structure, band names, scaling, units, pixel scale.
+# Cards that decide how pixels are read: structure (with EXTEND, which astropy validates in
+# place), band names, scaling, units, pixel scale. CONTINUE cards carry the rest of a long string
+# value (a band name) and HIERARCH cards may name any of these keywords: compared whole too.
 _KEY_CARD = re.compile(
-    rb"(?:SIMPLE  |XTENSION|BITPIX  |NAXIS[0-9 ]{3}|PCOUNT  |GCOUNT  |BSCALE  |BZERO   |"
-    rb"BLANK   |EXTNAME |FILTER  |BAND[0-9 ]{4}|BANDS   |BUNIT   |MAGZP   |MAGZERO |"
-    rb"FLUXMAG0|PHOTFLAM|PHOTPLAM|ZIMAGE  |"
-    rb"CTYPE[0-9] {2}|CUNIT[0-9] {2}|CDELT[0-9] {2}|CD[0-9]_[0-9] {3}|PC[0-9]_[0-9] {3}|"
-    rb"INHERIT )= ")
+    rb"(?:(?:SIMPLE  |XTENSION|BITPIX  |NAXIS[0-9 ]{3}|PCOUNT  |GCOUNT  |GROUPS  |EXTEND  |"
+    rb"BSCALE  |"
+    rb"BZERO   |BLANK   |EXTNAME |FILTER  |BAND[0-9 ]{4}|BANDS   |BUNIT   |MAGZP   |MAGZERO |"
+    rb"FLUXMAG0|PHOTFLAM|PHOTPLAM|ZIMAGE  |WCSAXES |"
+    rb"CTYPE[0-9] {2}|CUNIT[0-9] {2}|CDELT[0-9] {2}|CROTA[0-9] {2}|CD[0-9]_[0-9] {3}|"
+    rb"PC[0-9]_[0-9] {3}|INHERIT )= |CONTINUE|HIERARCH)")
+#: Files above this size are not cutouts to be read whole per object: no template.
+_MAX_TEMPLATE_BYTES = 64 * 2**20
 _END_CARD = b"END" + b" " * 77
 _DTYPES = {8: np.dtype("u1"), 16: np.dtype(">i2"), 32: np.dtype(">i4"), 64: np.dtype(">i8"),
            -32: np.dtype(">f4"), -64: np.dtype(">f8")}
@@ -84,24 +91,35 @@ class FileTemplate:
     def build(cls, path, images, sources) -> "FileTemplate | None":
         """Template from a file already read by `read_fits` (its ``images`` and ``sources``).
 
-        Returns None when the file cannot be read by offsets (compressed, gzipped).
+        Returns None when the file cannot be read by offsets (compressed, gzipped, larger than
+        a cutout, or with ``CHECKSUM``/``DATASUM`` cards, which the safe path verifies).
         """
-        buf = Path(path).read_bytes()
-        if not buf.startswith(b"SIMPLE  ="):
-            return None
-        headers, hdu_info = [], []
-        with fits.open(path, memmap=False, disable_image_compression=True) as hdul:
-            for i, hdu in enumerate(hdul):
-                info = hdul.fileinfo(i)
-                h0, d0 = info["hdrLoc"], info["datLoc"]
-                end = next((p for p in range(h0, d0, 80) if buf[p:p + 80] == _END_CARD), None)
-                if end is None:
-                    return None
-                headers.append((h0, end))
-                text = buf[h0:d0].decode("ascii", "replace")
-                hdu_info.append((d0, fits.Header.fromstring(text)))
         if any(img.mask is not None for img in images):
             return None  # mask planes: per-object masking, the safe path does it
+        try:
+            if os.path.getsize(path) > _MAX_TEMPLATE_BYTES:
+                return None
+            buf = Path(path).read_bytes()
+            if not buf.startswith(b"SIMPLE  ="):
+                return None
+            headers, hdu_info = [], []
+            with fits.open(path, memmap=False, disable_image_compression=True) as hdul:
+                for i, hdu in enumerate(hdul):
+                    info = hdul.fileinfo(i)
+                    h0, d0 = info["hdrLoc"], info["datLoc"]
+                    end = next((p for p in range(h0, d0, 80) if buf[p:p + 80] == _END_CARD),
+                               None)
+                    if end is None:
+                        return None
+                    headers.append((h0, end))
+                    text = buf[h0:d0].decode("ascii", "replace")
+                    hdu_info.append((d0, fits.Header.fromstring(text)))
+        except Exception:  # noqa: BLE001 - the shortcut is optional; read_fits read the file
+            return None
+        if any("CHECKSUM" in hdr or "DATASUM" in hdr for _, hdr in hdu_info):
+            return None
+        if any(str(v).endswith("-TAB") for _, hdr in hdu_info for v in hdr.get("CTYPE*", {}).values()):
+            return None  # the pixel scale comes from a table extension's values
         bands = []
         for img, (i, plane) in zip(images, sources):
             d0, hdr = hdu_info[i]
@@ -172,6 +190,8 @@ class FastReader:
             if not b.calibrated:
                 self.flags |= Flag.UNCALIBRATED
             src_sl, dst_sl, padded = spans(b.shape, (spec.size, spec.size))
+            if cropped(b.shape, spec.size):
+                self.flags |= Flag.CROPPED
             if padded:
                 self.flags |= Flag.UNDERSIZED
                 self.n_padded += padded

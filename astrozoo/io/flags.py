@@ -35,3 +35,9 @@ class Flag(enum.IntFlag):
     TOO_MANY_MISSING = 128
     #: The cutout was smaller than the model's input; the border is missing.
     UNDERSIZED = 256
+    #: The cutout was larger than the model's input; its central pixels were used (a whole
+    #: survey image belongs in ``{band: path}`` with ``catalog=``).
+    CROPPED = 512
+    #: A band with usable pixels is constant (all zeros, a fill value, saturated): it carries
+    #: no signal and its noise (MAD) is zero; normalisation keeps it finite.
+    CONSTANT = 1024

@@ -18,17 +18,27 @@ Where a file names no band, the caller's ``bands=`` does (in plane or extension 
 both name them and disagree, the file is refused rather than guessed at.
 
 Tile-compressed HDUs, big-endian data and integer data with ``BSCALE``/``BZERO``/``BLANK`` are
-decoded by astropy. Any failure (missing, truncated, corrupt or non-FITS file, unknown layout)
-raises `InputError` naming the file.
+decoded by astropy. ``CHECKSUM``/``DATASUM`` cards, where present, are verified. Any failure
+(missing, truncated, corrupt or non-FITS file, checksum mismatch, random-groups or table-only
+file, unknown layout, unusable calibration) raises `InputError` naming the file.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
+import math
+import os
+import re
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
+from astropy.coordinates import SkyCoord
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyUserWarning
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
@@ -36,28 +46,85 @@ from ..exceptions import InputError
 from .conform import BandImage
 from .units import header_factor
 
-__all__ = ["read_fits", "pixel_scale_of", "parse_band_list", "FITS_SUFFIXES"]
+__all__ = ["read_fits", "celestial_wcs", "pixel_scale_of", "parse_band_list", "calibration",
+           "FITS_SUFFIXES"]
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fits.fz", ".fz")
+#: Files above this size are memory-mapped rather than read whole.
+_MMAP_BYTES = 64 * 2**20
 
 
-def pixel_scale_of(header) -> float | None:
-    """Mean celestial pixel scale in arcsec/pixel from a header's WCS, or None without one."""
-    if "CTYPE1" not in header and "CD1_1" not in header and "CDELT1" not in header:
+def celestial_wcs(header, fobj=None, path=None):
+    """The celestial WCS of an image header, or None where the header has none.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+    fobj : astropy.io.fits.HDUList, optional
+        The open file: astropy needs it to apply lookup-table distortions (``D2IMARR`` and
+        ``WCSDVARR`` extensions, ``CPDIS``/``D2IMDIS`` keywords) and ``-TAB`` axes.
+    path : optional
+        The file, named in the error.
+
+    Returns
+    -------
+    astropy.wcs.WCS or None
+        None where no pair of axes is celestial (``CTYPE1='PIXEL'``, ``'LINEAR'``...).
+
+    Raises
+    ------
+    InputError
+        If astropy cannot build the WCS (an invalid ``CUNIT``, a lookup table or ``-TAB``
+        extension missing from the file, inconsistent keywords).
+    """
+    if "CTYPE1" not in header and "CTYPE2" not in header:
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        cel = WCS(header).celestial
-    if cel.naxis != 2:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            wcs = WCS(header, fobj=fobj)
+    except Exception as e:  # astropy raises ValueError, KeyError, wcslib's own error classes...
+        raise InputError(f"invalid WCS in the header ({type(e).__name__}: {_wcslib_text(e)})",
+                         path) from None
+    if not wcs.has_celestial:
         return None
+    return wcs if wcs.naxis == 2 else wcs.celestial
+
+
+def _wcslib_text(error) -> str:
+    """An astropy WCS error's message without wcslib's C source locations."""
+    lines = [ln.strip() for ln in str(error).splitlines()]
+    return " ".join(ln for ln in lines if ln and not re.match(r"ERROR \d+ in \w+\(\)", ln))
+
+
+def pixel_scale_of(header, fobj=None, path=None) -> float | None:
+    """Mean celestial pixel scale in arcsec/pixel from a header's WCS, or None without one.
+
+    ``fobj`` and ``path`` are as for `celestial_wcs`, which raises `InputError` for a WCS that
+    astropy cannot build.
+    """
+    cel = celestial_wcs(header, fobj, path)
+    return None if cel is None else _wcs_pixel_scale(cel)
+
+
+def _wcs_pixel_scale(cel) -> float:
+    """Mean pixel scale in arcsec/pixel of a celestial WCS."""
+    if any(t.endswith("-TAB") for t in cel.wcs.ctype):
+        # a -TAB axis's CDELT/PC step through its table, not over the sky: measure one pixel
+        # step at the image centre instead (astropy has no local-scale function)
+        c = np.array(cel.pixel_shape, float) / 2 if cel.pixel_shape else cel.wcs.crpix - 1
+        world = cel.all_pix2world([c, c + (1, 0), c + (0, 1)], 0)
+        sky = SkyCoord(world[:, cel.wcs.lng], world[:, cel.wcs.lat], unit="deg")
+        return float(np.mean(sky[0].separation(sky[1:]).arcsec))
     scales = proj_plane_pixel_scales(cel) * np.array([u.to("arcsec") for u in cel.wcs.cunit])
     return float(np.mean(scales))
 
 
-#: EXTNAMEs of planes that are not bands: masks, and uncertainty planes.
+#: EXTNAMEs of planes that are not bands: masks, uncertainty planes, and WCS lookup tables.
 _MASK_PLANES = {"MASK", "DQ", "BITMASK", "BADPIX", "FLAGS"}
 _ZERO_IS_BAD_PLANES = {"IVAR", "INVVAR", "WEIGHT", "WHT"}
-_IGNORED_PLANES = {"VARIANCE", "VAR", "SIGMA", "ERR", "ERROR", "NOISE", "RMS", "STDEV"}
+_IGNORED_PLANES = {"VARIANCE", "VAR", "SIGMA", "ERR", "ERROR", "NOISE", "RMS", "STDEV",
+                   "D2IMARR", "WCSDVARR"}
 _IMAGE_PLANES = {"IMAGE", "SCI", "DATA"}
 #: LSST/HSC mask planes whose bits mark a pixel as unusable (others: DETECTED, INTRP...).
 _BAD_MASK_PLANES = ("BAD", "SAT", "CR", "EDGE", "NO_DATA", "SUSPECT")
@@ -149,23 +216,148 @@ def read_fits(path, flux_unit: str, *, default_band: str | None = None, bands=No
     """
     path = Path(path)
     # A broken file is reported through InputError (or a flagged row); astropy's VerifyWarnings
-    # about it would only repeat that on stderr, once per file in a million-row run.
+    # about it would only repeat that on stderr, once per file in a million-row run. Three of
+    # its warnings mean the file is damaged, and become errors: a checksum mismatch, and a
+    # header it cannot parse (astropy then drops that HDU and every one after it).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        warnings.filterwarnings("ignore", "(File may have been truncated|Unexpected extra "
+                                "padding)", AstropyUserWarning)  # checked in _read_hdul
+        warnings.filterwarnings("error", "(Check|Data)sum verification failed",
+                                AstropyUserWarning)
+        warnings.filterwarnings("error", "Error validating header", fits.verify.VerifyWarning)
         try:
-            hdul = fits.open(path, memmap=False)
+            # Our own file object, closed here: where fits.open raises, astropy leaves the file
+            # it opened to the garbage collector, one descriptor per bad file until then.
+            fobj = open(path, "rb")
         except FileNotFoundError:
             raise InputError("file not found", path) from None
-        except Exception as e:  # astropy raises OSError, ValueError, TypeError... on corrupt files
-            raise InputError(f"not a readable FITS file ({type(e).__name__}: {e})", path) from None
-        with hdul:
+        except OSError as e:
+            raise InputError(f"cannot open the file ({type(e).__name__}: {e})", path) from None
+        with fobj:
             try:
-                return _read_hdul(hdul, path, flux_unit, default_band, bands, unit, zeropoint)
+                # Cutouts are read whole; a file far larger than one is mapped, so that only the
+                # central window is read (conform crops it, and flags it).
+                memmap = os.fstat(fobj.fileno()).st_size > _MMAP_BYTES
+                _screen_headers(fobj, path)
+                hdul = fits.open(fobj, memmap=memmap, checksum=True)
             except InputError:
                 raise
-            except Exception as e:
-                raise InputError(f"cannot read FITS data, file corrupt or truncated? "
-                                 f"({type(e).__name__}: {e})", path) from None
+            except fits.verify.VerifyWarning as e:  # before its base class, AstropyUserWarning
+                raise InputError(f"corrupt FITS file: {' '.join(str(e).split())}", path) \
+                    from None
+            except AstropyUserWarning as e:
+                raise InputError(f"checksum mismatch: {str(e).strip()} The file is corrupt.",
+                                 path) from None
+            except Exception as e:  # astropy raises OSError, ValueError, TypeError... on corrupt files
+                raise InputError(f"not a readable FITS file ({type(e).__name__}: {e})", path) \
+                    from None
+            with hdul:
+                try:
+                    return _read_hdul(hdul, path, flux_unit, default_band, bands, unit,
+                                      zeropoint)
+                except InputError:
+                    raise
+                except Exception as e:
+                    raise InputError(f"cannot read FITS data, file corrupt or truncated? "
+                                     f"({type(e).__name__}: {e})", path) from None
+
+
+#: An integer-valued card (fixed or free format; astropy reads ``HIERARCH NAXIS`` as NAXIS).
+_INT_CARD = re.compile(rb"(?:HIERARCH +)?([A-Z0-9_-]+) *= *([-+]?[0-9]+) *(?:/|$)")
+#: Counts that astropy loops over while building an HDU; the FITS standard allows 0..999.
+_COUNT_KEYS = (b"NAXIS", b"ZNAXIS", b"TFIELDS")
+#: Compressed streams astropy opens, by magic bytes.
+_STREAMS = {b"\x1f\x8b": lambda f: gzip.GzipFile(fileobj=f), b"BZh": bz2.BZ2File,
+            b"\xfd7zXZ": lzma.LZMAFile, b"PK\x03\x04": lambda f: _zip_member(f)}
+
+
+def _zip_member(fobj):
+    """The first member of a zip file (astropy reads single-member zips)."""
+    archive = zipfile.ZipFile(fobj)
+    return archive.open(archive.namelist()[0])
+
+
+def _screen_headers(fobj, path) -> None:
+    """Refuse a header whose NAXIS, ZNAXIS or TFIELDS is outside 0..999 before astropy parses
+    it: astropy loops that many times building the HDU (``NAXIS = 1E20`` hangs it while memory
+    runs out). The headers are walked by hand because any astropy parse of the HDU loops; a
+    header this walk cannot follow is left to astropy, which reports it."""
+    magic = fobj.read(6)
+    fobj.seek(0)
+    opener = next((f for m, f in _STREAMS.items() if magic.startswith(m)), None)
+    try:
+        stream = fobj if opener is None else opener(fobj)
+        while True:
+            values, groups = {}, False
+            while True:  # the header's blocks, up to the one holding END
+                block = stream.read(2880)
+                if len(block) < 2880:
+                    return
+                cards = [block[p:p + 80] for p in range(0, 2880, 80)]
+                for card in cards:
+                    if card.startswith(b"END") and not card[3:].strip():
+                        break
+                    groups = groups or re.match(rb"GROUPS  = +T", card) is not None
+                    m = _INT_CARD.match(card)
+                    if m is None:
+                        continue
+                    key, value = m.group(1), int(m.group(2))
+                    if key in _COUNT_KEYS and not 0 <= value <= 999:
+                        raise InputError(f"{key.decode()} = {value} in a header: not a FITS file "
+                                         "(the standard allows at most 999)", path)
+                    values.setdefault(key, value)
+                else:
+                    continue
+                break
+            axes = [values.get(b"NAXIS%d" % i, 0) for i in range(1, values.get(b"NAXIS", 0) + 1)]
+            if axes and axes[0] == 0 and groups:
+                axes = axes[1:]  # random groups: NAXIS1 = 0
+            size = abs(values.get(b"BITPIX", 8)) // 8 * values.get(b"GCOUNT", 1) * (
+                values.get(b"PCOUNT", 0) + (math.prod(axes) if axes else 0))
+            if size < 0 or min(axes, default=0) < 0:
+                return
+            stream.seek(-(-size // 2880) * 2880, os.SEEK_CUR)
+    except InputError:
+        raise
+    except (OSError, EOFError, ValueError, OverflowError, IndexError, lzma.LZMAError,
+            zipfile.BadZipFile):
+        return  # a damaged or truncated stream: astropy reports it
+    finally:
+        fobj.seek(0)
+
+
+def calibration(get, flux_unit: str, unit, zeropoint, path) -> tuple[float, str | None]:
+    """`~astrozoo.io.units.header_factor`, with a factor that is not a positive finite number
+    (``MAGZP = 1000``, ``MAGZP = NAN``) refused rather than zeroing or blanking every pixel.
+
+    Raises
+    ------
+    InputError
+        Naming the file, for an unusable or absurd calibration.
+    """
+    try:
+        factor, source = header_factor(get, flux_unit, unit=unit, zeropoint=zeropoint)
+    except ValueError as e:
+        raise InputError(str(e), path) from None
+    except (ArithmeticError, TypeError) as e:  # a zero point of 1e300, of a complex number
+        raise InputError(f"unusable flux calibration ({type(e).__name__}: {e})", path) from None
+    if not (math.isfinite(factor) and factor > 0):
+        raise InputError(f"the flux calibration ({source}) gives a conversion factor of "
+                         f"{factor!r} to {flux_unit}, not a positive number", path)
+    return factor, source
+
+
+def _check_not_truncated(hdul, i, hdu, path) -> None:
+    """Refuse an HDU whose header declares more data than the file holds, before astropy
+    allocates it (a damaged ``NAXIS`` can declare terabytes)."""
+    if isinstance(hdu, fits.CompImageHDU):
+        return  # its header gives the decompressed size; astropy checks the table's rows
+    info = hdul.fileinfo(i)
+    end, size = info["datLoc"] + hdu.size, info["file"].size
+    if size and end > size:
+        raise InputError(f"truncated: HDU {i} declares {hdu.size} bytes of data, the file "
+                         f"ends {size - info['datLoc']} bytes after its header", path)
 
 
 def _plane_kind(hdr) -> str:
@@ -183,7 +375,15 @@ def _read_hdul(hdul, path, flux_unit, default_band, declared, unit, zeropoint):
     primary = hdul[0].header
     hdus = [(i, h) for i, h in enumerate(hdul) if h.is_image and h.header.get("NAXIS", 0) > 0]
     if not hdus:
+        if any(isinstance(h, fits.GroupsHDU) for h in hdul):
+            raise InputError("random-groups data (interferometer visibilities), not an image",
+                             path)
+        if any(isinstance(h, (fits.BinTableHDU, fits.TableHDU)) for h in hdul):
+            raise InputError("only table HDUs, no image (a catalogue goes in catalog=, with "
+                             "survey images as {band: path})", path)
         raise InputError("no image data in any HDU", path)
+    for i, h in hdus:
+        _check_not_truncated(hdul, i, h, path)
     kinds = [_plane_kind(h.header) for _, h in hdus]
     science = [(i, h) for (i, h), k in zip(hdus, kinds) if k == "image"]
     if not science:
@@ -203,11 +403,8 @@ def _read_hdul(hdul, path, flux_unit, default_band, declared, unit, zeropoint):
         data = h.data
         if data is None:
             raise InputError(f"HDU {i} has NAXIS>0 but no data", path)
-        try:
-            factor, source = header_factor(get, flux_unit, unit=unit, zeropoint=zeropoint)
-        except ValueError as e:
-            raise InputError(str(e), path) from None
-        scale = pixel_scale_of(hdr)
+        factor, source = calibration(get, flux_unit, unit, zeropoint, path)
+        scale = pixel_scale_of(hdr, hdul, path)
         blank = hdr.get("BLANK") if data.dtype.kind in "iu" else None
         mask = _pipeline_mask(hdul, hdus, kinds, i, data.shape, path) if pipeline else None
         kw = dict(factor=factor, blank=blank, pixel_scale=scale, calibrated=source is not None)

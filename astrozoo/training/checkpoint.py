@@ -54,8 +54,13 @@ def load_checkpoint(directory, model, opt, gen: torch.Generator) -> tuple[dict, 
     """Restore model, optimiser and RNGs in place; returns ``(state, best_state)``."""
     from safetensors.torch import load_file
 
+    from ..hub import safetensors_header
+
     d = Path(directory)
     meta = json.loads((d / "last.json").read_text())
+    for name in ("last.safetensors", "best.safetensors"):
+        if (d / name).is_file():  # a truncated file: IntegrityError naming it, not a raw error
+            safetensors_header(d / name, str(d))
     tensors = load_file(d / "last.safetensors")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     opt_state: dict = {}

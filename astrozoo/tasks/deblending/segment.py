@@ -47,10 +47,9 @@ def read_image(image, spec, *, bands=None, pixel_scale=None, unit=None, zeropoin
     ``zeropoint=``), a FITS path (multi-extension or cube), or a list of per-band FITS paths.
     """
     from astropy.io import fits
-    from astropy.wcs import WCS, FITSFixedWarning
 
     from astrozoo.io.conform import match_bands, write_scaled, zoom_for
-    from astrozoo.io.layouts import read_fits
+    from astrozoo.io.layouts import celestial_wcs, read_fits
     from astrozoo.io.units import unit_factor, zeropoint_factor
 
     if isinstance(image, np.ndarray) or hasattr(image, "__array__") and not isinstance(
@@ -85,10 +84,9 @@ def read_image(image, spec, *, bands=None, pixel_scale=None, unit=None, zeropoin
                                     unit=unit, zeropoint=zeropoint)
         found += images
         if wcs is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FITSFixedWarning)
-                hdr = fits.getheader(p, sources[0][0])
-                wcs = WCS(hdr).celestial if "CTYPE1" in hdr else None
+            # with the open file, so that lookup-table distortions and -TAB axes are applied
+            with fits.open(p) as hdul:
+                wcs = celestial_wcs(hdul[sources[0][0]].header, hdul, p)
     plan = match_bands([im.band for im in found], spec.bands, path=where)
     out = []
     for i in plan:

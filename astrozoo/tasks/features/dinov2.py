@@ -16,7 +16,6 @@ directory, never two configs side by side that could disagree.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -105,24 +104,31 @@ class Dinov2Encoder(ZooModel):
         """
         from transformers import Dinov2Model
 
+        from astrozoo.config import check_config_values
         from astrozoo.exceptions import IntegrityError
-        from astrozoo.hub import CONFIG_NAME, WEIGHTS_NAME, verify_sha256
+        from astrozoo.hub import (CONFIG_NAME, WEIGHTS_NAME, model_file, read_config_json,
+                                  refuse_pickles, safetensors_header, verify_sha256)
 
         d = Path(directory)
         what = what or str(d)
-        if not (d / WEIGHTS_NAME).is_file():
-            pickles = sorted(p.name for p in d.glob("*.bin"))
-            raise IntegrityError(f"{what}: no {WEIGHTS_NAME} in {d}" + (
-                f" (only pickled {pickles}, which astrozoo never loads)" if pickles else ""))
-        hf = json.loads((d / CONFIG_NAME).read_text())
+        # a pickle beside pinned weights is never opened (use_safetensors below); see refuse_pickles
+        refuse_pickles(d, what, pinned_upstream=bool(expected_sha256))
+        config_path = model_file(d, CONFIG_NAME, what)
+        weights = model_file(d, WEIGHTS_NAME, what)
+        hf = read_config_json(config_path)
         if hf.get("model_type") != "dinov2":
-            raise IntegrityError(f"{what}: {d / CONFIG_NAME} is not a DINOv2 transformers config "
+            raise IntegrityError(f"{what}: {config_path} is not a DINOv2 transformers config "
                                  f"(model_type {hf.get('model_type')!r})")
+        # bounds, and no key that would point transformers at other weights or remote code
+        check_config_values(hf, str(config_path), "config")
+        safetensors_header(weights, what)
         if expected_sha256:
-            verify_sha256(d / WEIGHTS_NAME, expected_sha256, what)
+            verify_sha256(weights, expected_sha256, what)
         # transformers reads its own checkpoints (it renames the keys of older releases);
-        # use_safetensors: never the pickled pytorch_model.bin beside it
-        backbone = Dinov2Model.from_pretrained(d, use_safetensors=True)
+        # use_safetensors: never the pickled pytorch_model.bin beside it; the concrete class
+        # (no Auto*) and trust_remote_code=False: no code from the repository runs
+        backbone = Dinov2Model.from_pretrained(d, use_safetensors=True, local_files_only=True,
+                                               trust_remote_code=False)
         template = template or dinov2_config(d.name)
         config = template.replace(arch_kwargs={**template.arch_kwargs,
                                                "hf_config": backbone.config.to_diff_dict()})

@@ -56,8 +56,11 @@ class MDNHead(nn.Module):
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Features (B, D) -> ``(logits_w, mu, sigma)``, each (B, K): unnormalised
         log-weights, means and widths (``softplus(.) + sigma_floor`` > 0)."""
-        logits, mu, s = self.linear(h).chunk(3, dim=-1)
-        return logits, mu, F.softplus(s) + self.sigma_floor
+        # float32 under any autocast: bfloat16's 8 significant bits would round the means by
+        # up to 0.004 at z ~ 1
+        with torch.autocast(h.device.type, enabled=False):
+            logits, mu, s = self.linear(h.float()).chunk(3, dim=-1)
+            return logits, mu, F.softplus(s) + self.sigma_floor
 
 
 def pack(logits_w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -97,6 +100,8 @@ def union_log_weights(logits_w: torch.Tensor, mu: torch.Tensor, sigma: torch.Ten
     concatenation (truncated and renormalised as usual) is exactly the equal-weight average.
     Used for ensembles and test-time augmentation.
     """
+    # float32 under any autocast: log_ndtr has no bfloat16 CPU kernel
+    logits_w, mu, sigma = logits_w.float(), mu.float(), sigma.float()
     log_w = torch.log_softmax(logits_w, dim=-1)
     log_z = torch.logsumexp(log_w + torch.special.log_ndtr(mu / sigma), dim=-1, keepdim=True)
     return log_w - log_z - math.log(n_mixtures)

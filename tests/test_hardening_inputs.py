@@ -1,0 +1,128 @@
+"""The bad-input suite: each hostile file is read right, becomes a flagged row with its reason
+(``on_error="flag"``), or raises an `InputError` naming it; never a library traceback or a
+silently wrong number."""
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from astrozoo.config import InputSpec
+from astrozoo.exceptions import InputError
+from astrozoo.io import Flag, open_inputs
+
+SPEC = InputSpec(bands=("g",), pixel_scale=0.2, size=8)
+RAMP = np.arange(64, dtype=np.float32).reshape(8, 8) + 3.0
+
+
+def _write(path, hdus):
+    fits.HDUList(hdus).writeto(path)
+    return path
+
+
+def _primary(data, **cards):
+    h = fits.PrimaryHDU(data)
+    h.header["FILTER"] = "g"
+    for k, v in cards.items():
+        h.header[k] = v
+    return h
+
+
+def _unreadable(tmp_path):
+    """name -> file that no reader can turn into a g-band 8x8 cutout."""
+    good = _write(tmp_path / "good.fits", [_primary(RAMP)])
+    out = {"zero_byte": tmp_path / "zero_byte.fits", "no_data": tmp_path / "no_data.fits",
+           "one_d": tmp_path / "one_d.fits", "four_d": tmp_path / "four_d.fits",
+           "table_only": tmp_path / "table_only.fits", "groups": tmp_path / "groups.fits",
+           "checksum": tmp_path / "checksum.fits", "dup_bands": tmp_path / "dup_bands.fits"}
+    out["zero_byte"].write_bytes(b"")
+    _write(out["no_data"], [fits.PrimaryHDU()])
+    _write(out["one_d"], [_primary(np.arange(64, dtype=np.float32))])
+    _write(out["four_d"], [_primary(np.zeros((1, 1, 8, 8), np.float32))])
+    _write(out["table_only"], [fits.PrimaryHDU(),
+                               fits.BinTableHDU.from_columns([fits.Column("a", "E", array=[1.0])])])
+    gdata = fits.GroupData(np.zeros((2, 1, 8, 8), np.float32), parnames=["u"],
+                           pardata=[np.zeros(2, np.float32)], bitpix=-32)
+    fits.GroupsHDU(gdata).writeto(out["groups"])
+    hdul = fits.HDUList([_primary(RAMP)])
+    hdul.writeto(out["checksum"], checksum=True)
+    damaged = bytearray(out["checksum"].read_bytes())
+    damaged[2880 + 10] ^= 0x01  # one pixel's bit: DATASUM no longer matches
+    out["checksum"].write_bytes(bytes(damaged))
+    g1, g2 = fits.ImageHDU(RAMP, name="G"), fits.ImageHDU(RAMP, name="G2")
+    g1.header["FILTER"] = g2.header["FILTER"] = "g"
+    _write(out["dup_bands"], [fits.PrimaryHDU(), g1, g2])
+    return good, out
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", ["zero_byte", "no_data", "one_d", "four_d", "table_only",
+                                  "groups", "checksum", "dup_bands"])
+def test_unreadable_files_are_named_or_flagged(tmp_path, name):
+    good, bad = _unreadable(tmp_path)
+    with pytest.raises(InputError) as e:
+        open_inputs([good, bad[name]], SPEC, fast=False).read_batch([0, 1])
+    assert e.value.path == str(bad[name]) and e.value.reason
+    batch = open_inputs([good, bad[name], good], SPEC, on_error="flag").read_batch([0, 1, 2])
+    assert batch.flags.tolist() == [0, Flag.READ_ERROR, 0]
+    assert batch.errors[1] and name in batch.errors[1]
+    assert (batch.data[1] == 0).all() and (batch.data[0] == RAMP).all()
+
+
+def test_checksums_verified_only_when_present(tmp_path):
+    ok = tmp_path / "ok.fits"
+    fits.HDUList([_primary(RAMP)]).writeto(ok, checksum=True)
+    batch = open_inputs([ok], SPEC).read_batch([0])
+    assert batch.flags.tolist() == [0] and (batch.data[0] == RAMP).all()
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_non_finite_pixels_are_counted_as_bad(tmp_path, value):
+    data = RAMP.copy()
+    data[2, 3] = data[5, 5] = value
+    f = _write(tmp_path / "nonfinite.fits", [_primary(data)])
+    batch = open_inputs([f], SPEC).read_batch([0])
+    assert batch.n_bad_pixels.tolist() == [2] and batch.flags[0] & Flag.BAD_PIXELS
+    assert np.isfinite(batch.data).all()
+    keep = np.isfinite(data)
+    np.testing.assert_array_equal(batch.data[0, 0][keep], RAMP[keep])
+
+
+def test_scaled_integers_blank_and_big_endian(tmp_path):
+    ints = (RAMP * 10).astype(">i2")  # FITS is big-endian; numpy keeps the byte order
+    ints[1, 1] = -999
+    h = _primary(ints, BSCALE=0.1, BZERO=0.0, BLANK=-999)
+    f = _write(tmp_path / "scaled.fits", [h])
+    batch = open_inputs([f], SPEC).read_batch([0])
+    assert batch.n_bad_pixels.tolist() == [1]
+    keep = np.ones((8, 8), bool)
+    keep[1, 1] = False
+    np.testing.assert_allclose(batch.data[0, 0][keep], RAMP[keep], rtol=1e-6)
+
+
+@pytest.mark.parametrize("ctype", ["RICE_1", "GZIP_1", "GZIP_2", "PLIO_1", "HCOMPRESS_1"])
+def test_every_tile_compression_reads_losslessly(tmp_path, ctype):
+    ints = (RAMP * 4).astype(np.int32)
+    hdu = fits.CompImageHDU(ints, compression_type=ctype)
+    hdu.header["FILTER"] = "g"
+    f = _write(tmp_path / f"{ctype}.fits", [fits.PrimaryHDU(), hdu])
+    batch = open_inputs([f], SPEC).read_batch([0])
+    np.testing.assert_array_equal(batch.data[0, 0], ints.astype(np.float32))
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("fill", [np.nan, 0.0, 7.0])
+def test_all_nan_zero_and_constant_cutouts_are_flagged_and_finite(tmp_path, fill):
+    f = _write(tmp_path / "flat.fits", [_primary(np.full((8, 8), fill, np.float32))])
+    batch = open_inputs([f], SPEC).read_batch([0])
+    assert np.isfinite(batch.data).all()
+    want = Flag.ALL_BAD if np.isnan(fill) else Flag.CONSTANT
+    assert batch.flags[0] & want
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_oversized_cutout_is_cropped_centrally_and_flagged(tmp_path):
+    big = np.arange(32 * 32, dtype=np.float32).reshape(32, 32)
+    f = _write(tmp_path / "big.fits", [_primary(big)])
+    batch = open_inputs([f], SPEC).read_batch([0])
+    assert batch.flags[0] & Flag.CROPPED
+    np.testing.assert_array_equal(batch.data[0, 0], big[12:20, 12:20])
