@@ -9,11 +9,8 @@ class AstrozooError(Exception):
     """Base class of astrozoo's errors."""
 
 
-class InputError(AstrozooError, ValueError):
-    """An input object cannot be read or conformed to the model's spec.
-
-    ``path`` names the offending file (or ``None`` for in-memory inputs); the message says why.
-    """
+class _PathError(AstrozooError):
+    """An error about one file: ``path`` (or ``None``) and ``reason``, kept when pickled."""
 
     def __init__(self, message: str, path=None):
         self.path = None if path is None else str(path)
@@ -23,6 +20,13 @@ class InputError(AstrozooError, ValueError):
     def __reduce__(self):
         # Keep `path` when the error crosses processes (DataLoader workers).
         return type(self), (self.reason, self.path)
+
+
+class InputError(_PathError, ValueError):
+    """An input object cannot be read or conformed to the model's spec.
+
+    ``path`` names the offending file (or ``None`` for in-memory inputs); the message says why.
+    """
 
 
 class WeightsNotAvailableError(AstrozooError, RuntimeError):
@@ -49,17 +53,9 @@ class HubUnavailableError(AstrozooError, RuntimeError):
     """The Hugging Face Hub cannot be reached (offline mode or no connection)."""
 
 
-class OutputError(AstrozooError, OSError):
+class OutputError(_PathError, OSError):
     """An output file cannot be written: its directory is read-only, the disk is (or would
     become) full, or a write failed.
 
     ``path`` names the file or directory; the message says why and whether a rerun resumes.
     """
-
-    def __init__(self, message: str, path=None):
-        self.path = None if path is None else str(path)
-        self.reason = message
-        super().__init__(f"{self.path}: {message}" if self.path else message)
-
-    def __reduce__(self):
-        return type(self), (self.reason, self.path)
