@@ -126,3 +126,40 @@ def test_oversized_cutout_is_cropped_centrally_and_flagged(tmp_path):
     batch = open_inputs([f], SPEC).read_batch([0])
     assert batch.flags[0] & Flag.CROPPED
     np.testing.assert_array_equal(batch.data[0, 0], big[12:20, 12:20])
+
+
+def _rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="Linux /proc")
+def test_a_2gb_survey_image_is_memory_mapped_not_loaded(tmp_path):
+    from astropy.table import Table
+    from astropy.wcs import WCS
+
+    n = 23_200  # 23,200^2 float32 = 2.15 GB, a sparse file: no disk is used
+    w = WCS(naxis=2)
+    w.wcs.ctype, w.wcs.crval, w.wcs.crpix = ["RA---TAN", "DEC--TAN"], [150.0, 2.0], [n / 2, n / 2]
+    w.wcs.cdelt = [-0.2 / 3600, 0.2 / 3600]
+    hdr = fits.Header({"SIMPLE": True, "BITPIX": -32, "NAXIS": 2, "NAXIS1": n, "NAXIS2": n})
+    hdr.update(w.to_header())
+    hdr["FILTER"], hdr["BUNIT"] = "g", "nJy"
+    path = tmp_path / "huge.fits"
+    head = hdr.tostring().encode()
+    data_bytes = -(-(n * n * 4) // 2880) * 2880
+    with open(path, "wb") as f:
+        f.write(head)
+        f.truncate(len(head) + data_bytes)
+    with open(path, "r+b") as f:  # one recognisable pixel (big-endian float32 1.0) at x=y=5000
+        f.seek(len(head) + (5000 * n + 5000) * 4)
+        f.write(np.array([1.0], ">f4").tobytes())
+    assert path.stat().st_size > 2 * 2**30
+    before = _rss_mb()
+    cs = open_inputs({"g": path}, SPEC, catalog=Table({"x": [5000.0, 20_000.0], "y": [5000.0, 9.0]}))
+    batch = cs.read_batch([0, 1])
+    assert _rss_mb() - before < 200
+    assert batch.data[0, 0, 4, 4] == 1.0 and batch.data[0, 0].sum() == 1.0  # Cutout2D's centring
+    assert batch.data[1].sum() == 0.0
