@@ -16,6 +16,9 @@ from astrozoo.registry import get_entry, list_models
 from astrozoo.surveys import get_survey
 from astrozoo.tasks.photoz.mdn import mixture_cdf
 
+# the all-zero rows are meant to be constant
+pytestmark = pytest.mark.filterwarnings("ignore:.*a band is constant:UserWarning")
+
 BUNDLED = [n for n in list_models() if get_entry(n).weights.describe() == "bundled"]
 N_PLAUSIBLE = 4
 #: Extreme rows: the first plausible object scaled (flux and noise alike), with its background
@@ -37,6 +40,9 @@ AMP_BOUNDS = {
     # counts exact; segmap: the fraction of pixels whose label moves (a boundary pixel or two)
     "deblend-unet-lsst": {"*": (0.0, 0.0), "segmap": (1e-3, 1e-3)},     # [6e-5 bf16]
 }
+#: Precisions checked per model. CPU float16 convolutions are emulated (about 2 s per 128^2
+#: scene of the deblender, 10x bfloat16), so the deblender's float16 is left to GPU runs.
+AMPS = {name: ("bf16",) if name == "deblend-unet-lsst" else ("bf16", "fp16") for name in BUNDLED}
 
 
 def _image_batch(spec, rng):
@@ -68,14 +74,14 @@ def _catalog_batch(spec, rng):
 
 @pytest.fixture(scope="module", params=BUNDLED)
 def outputs(request):
-    """name -> {amp: Table} for amp in False (float32), "bf16", "fp16"."""
+    """(name, {amp: Table}) for amp False (float32) and those of `AMPS`."""
     model = astrozoo.load(request.param)
     spec = model.spec
     batch = _image_batch if spec.kind == "image" else _catalog_batch
     x, kw = batch(spec, np.random.default_rng(0))
     tables = {amp: model.predict(x, device="cpu", amp=amp, num_workers=0, progress=False,
                                  unit=spec.flux_unit, **kw)
-              for amp in (False, "bf16", "fp16")}
+              for amp in (False, *AMPS[request.param])}
     return request.param, tables
 
 
@@ -114,7 +120,8 @@ def test_amp_differences_are_within_the_stated_bounds(outputs):
     name, tables = outputs
     ref = tables[False][:N_PLAUSIBLE]
     bounds = AMP_BOUNDS[name]
-    for k, amp in enumerate(("bf16", "fp16")):
+    for amp in AMPS[name]:
+        k = ("bf16", "fp16").index(amp)
         t = tables[amp][:N_PLAUSIBLE]
         for c in ref.colnames:
             if ref[c].dtype.kind in "US":  # class labels
