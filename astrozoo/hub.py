@@ -279,9 +279,13 @@ def download(target) -> Path:
     if isinstance(target, str):
         from .config import ModelConfig
 
-        directory = resolve_hub_id(target)
-        expected, what = ModelConfig.from_json(directory / CONFIG_NAME).weights_sha256, target
+        directory, what = resolve_hub_id(target), target
+        if is_transformers_config(directory / CONFIG_NAME):  # the Hub's own record of the file
+            expected = lfs_sha256(directory / WEIGHTS_NAME)
+        else:
+            expected = ModelConfig.from_json(directory / CONFIG_NAME).weights_sha256
     else:
         directory, expected, what = resolve_files(target), target.sha256, target.name
+    safetensors_header(directory / WEIGHTS_NAME, what)  # truncated: said so, before the hash
     verify_sha256(directory / WEIGHTS_NAME, expected, what)
     return directory

@@ -8,6 +8,7 @@ sha256 check guards the weights either way.
 """
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,7 @@ import sys, time, pathlib
 import numpy as np, torch
 torch.set_num_threads(1)
 import astrozoo
+import astrozoo.inference, astrozoo.tasks.photoz.image_model  # imports before the barrier
 
 tmp, i = pathlib.Path(sys.argv[1]), sys.argv[2]
 (tmp / f"ready{i}").touch()
@@ -83,8 +85,9 @@ def test_four_processes_share_one_hub_cache(tmp_path):
     get = handler.do_GET
     handler.do_GET = lambda self: (time.sleep(0.3), get(self))[1]
     with server as url:
-        env = {"HF_HOME": str(home), "HF_ENDPOINT": url, "HF_HUB_DISABLE_TELEMETRY": "1",
-               "PYTHONUNBUFFERED": "1", "PATH": "/usr/bin:/bin"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+        env.update(HF_HOME=str(home), HF_HUB_CACHE=str(home / "hub"), HF_ENDPOINT=url,
+                   HF_HUB_DISABLE_TELEMETRY="1", PYTHONUNBUFFERED="1")
         procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path), str(i)], env=env,
                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True) for i in range(N_PROCESSES)]
@@ -94,7 +97,6 @@ def test_four_processes_share_one_hub_cache(tmp_path):
                 assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
                 assert time.monotonic() < deadline, "workers did not start"
                 time.sleep(0.01)
-            print("ready after", time.monotonic() - deadline + 120)
             (tmp_path / "go").touch()
             results = [p.communicate(timeout=120) for p in procs]
         finally:
@@ -106,7 +108,6 @@ def test_four_processes_share_one_hub_cache(tmp_path):
     weights_gets = [r for r in server.requests if r.startswith("GET /astro/pz/resolve/main/model")]
     assert weights_gets, server.requests
 
-    print("done after", time.monotonic() - deadline + 120, len(weights_gets), len(server.requests))
     ref = _reference(x, spec)
     for i in range(N_PROCESSES):
         t = read_table(tmp_path / f"out{i}.fits")
