@@ -98,6 +98,11 @@ class ZooModel(nn.Module):
         self.eval()
         return self.check_outputs(self.postprocess(self(self.preprocess(x))))
 
+    def output_meta(self) -> dict:
+        """What the output Table's ``meta`` declares about the columns' meaning, beyond the
+        provenance (FITS-safe keys); none by default."""
+        return {}
+
     def combine_tta(self, outs: torch.Tensor) -> torch.Tensor:
         """Merge raw outputs of T augmented copies, shape (T, B, ...), into one (B, ...).
 

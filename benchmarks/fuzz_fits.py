@@ -58,6 +58,11 @@ ONE = InputSpec(bands=("g",), pixel_scale=0.2, size=8, flux_unit="nJy")
 THREE = InputSpec(bands=("g", "r", "i"), pixel_scale=0.2, size=8, flux_unit="nJy")
 
 
+#: A case may raise the process's peak memory by at most this much: the files are a few kB,
+#: so more means a reader allocated what a damaged header declares.
+MAX_CASE_GROWTH_MB = 200
+
+
 class Failure(AssertionError):
     """A property of the campaign does not hold for a case."""
 
@@ -225,6 +230,8 @@ def _layout(raw: bytes) -> tuple[list[int], list[int]]:
             size = abs(int(hdr.get("BITPIX", 8))) // 8 * int(hdr.get("GCOUNT", 1)) * (
                 int(hdr.get("PCOUNT", 0)) + (int(np.prod(axes)) if axes else 0))
         except Exception:  # noqa: BLE001 - a damaged header: stop looking for more
+            break
+        if size < 0:  # e.g. GCOUNT = -1: the walk would go backwards
             break
         data.extend(range(data0, min(data0 + size, len(raw))))
         pos = data0 + -(-size // 2880) * 2880
@@ -491,13 +498,19 @@ def campaign(n_cases: int, seed: int, out: Path) -> int:
     def run(case):
         stats["cases"] += 1
         s, raw = materialise(case)
+        # kept until the case returns: a case that kills the process (OOM) is left for --replay
+        (out / f"current{s.suffix}").write_bytes(raw)
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         try:
             check(s, raw, work, stats)
-        except Failure as e:
+            grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+            if grew > MAX_CASE_GROWTH_MB:
+                raise Failure(f"peak memory grew by {grew:.0f} MB on a {len(raw)}-byte file")
+        except (Failure, MemoryError) as e:
             digest = hashlib.sha256(raw).hexdigest()[:12]
             path = out / f"{s.name}-{digest}{s.suffix}"
             path.write_bytes(raw)
-            failures.append((s.name, str(e), path, case))
+            failures.append((s.name, f"{type(e).__name__}: {e}", path, case))
 
     fds0, t0 = open_fds(), time.perf_counter()
     run()

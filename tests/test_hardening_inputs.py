@@ -163,3 +163,36 @@ def test_a_2gb_survey_image_is_memory_mapped_not_loaded(tmp_path):
     assert _rss_mb() - before < 200
     assert batch.data[0, 0, 4, 4] == 1.0 and batch.data[0, 0].sum() == 1.0  # Cutout2D's centring
     assert batch.data[1].sum() == 0.0
+
+
+def test_a_gzipped_file_without_simple_is_refused_not_looped_on(tmp_path):
+    # found by benchmarks/fuzz_fits.py: astropy loops, memory growing, on such a gzip stream
+    import gzip
+
+    raw = bytearray(_write(tmp_path / "ok.fits", [_primary(RAMP)]).read_bytes())
+    raw[:80] = b"ZCMPTYPE= 'junk'".ljust(80)
+    bad = tmp_path / "bad.fits.gz"
+    bad.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(InputError, match="first header card is not SIMPLE = T") as e:
+        open_inputs([bad], SPEC).read_batch([0])
+    assert e.value.path == str(bad)
+
+
+def test_fast_path_compares_end_cards_whole(tmp_path):
+    # found by benchmarks/fuzz_fits.py: "END       -1" is no END for astropy, so the primary
+    # header runs on into the first extension's and one band disappears
+    spec = InputSpec(bands=("g", "r", "i"), pixel_scale=0.2, size=8)
+    hdus = [fits.PrimaryHDU()]
+    for b in "gri":
+        hdus.append(fits.ImageHDU(RAMP, name=b.upper()))
+        hdus[-1].header["FILTER"] = b
+    good = _write(tmp_path / "good.fits", hdus)
+    raw = bytearray(good.read_bytes())
+    end = raw.index(b"END" + b" " * 77)
+    raw[end + 10:end + 12] = b"-1"
+    bad = tmp_path / "bad.fits"
+    bad.write_bytes(bytes(raw))
+    batch = open_inputs([good, bad], spec, on_error="flag").read_batch([0, 1])
+    safe = open_inputs([good, bad], spec, on_error="flag", fast=False).read_batch([0, 1])
+    assert batch.flags.tolist() == safe.flags.tolist() == [0, Flag.READ_ERROR]
+    assert "missing band" in batch.errors[1]

@@ -77,6 +77,7 @@ def provenance(model, *, tta: bool = False, date: str | None = None) -> dict[str
         "NORM": spec.normalization,
         "TTA": bool(tta),
         "DATE": date or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **model.output_meta(),
     }
 
 

@@ -49,7 +49,7 @@ _DTYPES = {8: np.dtype("u1"), 16: np.dtype(">i2"), 32: np.dtype(">i4"), 64: np.d
 
 
 def _card_bytes(headers, buf: bytes) -> np.ndarray:
-    """Byte offsets to compare: every card's keyword (END included) and all of each key card.
+    """Byte offsets to compare: every card's keyword and all of each key card and END card.
 
     Same keywords in the same places mean END, hence every data offset, is where it was and no
     key card was added; same key cards mean the same structure, bands, scaling and units.
@@ -58,7 +58,12 @@ def _card_bytes(headers, buf: bytes) -> np.ndarray:
     for h0, end in headers:
         cards = range(h0, end + 80, 80)
         starts.extend(cards)
-        keys.extend(p for p in cards if _KEY_CARD.match(buf, p, p + 80))
+        keys.extend(p for p in cards if _KEY_CARD.match(buf, p, p + 80)
+                    # the card a long string starts on: damaged, astropy refuses its CONTINUEs
+                    or buf[p + 80:p + 88] == b"CONTINUE")
+        # END whole: astropy reads "END" followed by anything but blanks as an ordinary card,
+        # which merges this header with the next HDU's
+        keys.append(end)
     starts, keys = np.array(starts, np.intp), np.array(keys, np.intp)
     return np.concatenate([(starts[:, None] + np.arange(8)).ravel(),
                            (keys[:, None] + np.arange(8, 80)).ravel()])
@@ -86,6 +91,7 @@ class FileTemplate:
     check_index: np.ndarray  # byte offsets where a matching file repeats the template's bytes
     check_bytes: bytes
     bands: tuple[_Band, ...]
+    headers: tuple[tuple[int, int], ...] = ()  # byte ranges of the headers, END card included
 
     @classmethod
     def build(cls, path, images, sources) -> "FileTemplate | None":
@@ -134,7 +140,8 @@ class FileTemplate:
                                float(hdr.get("BSCALE", 1.0)), float(hdr.get("BZERO", 0.0)),
                                blank, img.pixel_scale, img.calibrated))
         index = _card_bytes(headers, buf)
-        return cls(len(buf), index, np.frombuffer(buf, np.uint8)[index].tobytes(), tuple(bands))
+        return cls(len(buf), index, np.frombuffer(buf, np.uint8)[index].tobytes(), tuple(bands),
+                   tuple((h0, end + 80) for h0, end in headers))
 
     def buffer(self, path) -> bytes | None:
         """The bytes of ``path`` if it has this layout, else None (use the safe path).
@@ -149,6 +156,11 @@ class FileTemplate:
         # One gather over all headers: several times cheaper than comparing cards in Python.
         if (len(buf) != self.size
                 or np.frombuffer(buf, np.uint8)[self.check_index].tobytes() != self.check_bytes):
+            return None
+        # Headers are printable ASCII (FITS standard); astropy refuses a file with any other
+        # byte in any card, so such a file goes to the safe path for its error.
+        arr = np.frombuffer(buf, np.uint8)
+        if any(arr[a:b].min() < 0x20 or arr[a:b].max() > 0x7E for a, b in self.headers):
             return None
         return buf
 

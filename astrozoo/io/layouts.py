@@ -279,8 +279,8 @@ def _zip_member(fobj):
 
 
 def _screen_headers(fobj, path) -> None:
-    """Refuse a header whose NAXIS, ZNAXIS or TFIELDS is outside 0..999 before astropy parses
-    it: astropy loops that many times building the HDU (``NAXIS = 1E20`` hangs it while memory
+    """Refuse a file that does not start with ``SIMPLE``, or a header whose NAXIS, ZNAXIS or
+    TFIELDS is outside 0..999, before astropy parses it: astropy loops that many times building the HDU (``NAXIS = 1E20`` hangs it while memory
     runs out). The headers are walked by hand because any astropy parse of the HDU loops; a
     header this walk cannot follow is left to astropy, which reports it."""
     magic = fobj.read(6)
@@ -288,6 +288,12 @@ def _screen_headers(fobj, path) -> None:
     opener = next((f for m, f in _STREAMS.items() if magic.startswith(m)), None)
     try:
         stream = fobj if opener is None else opener(fobj)
+        first = stream.read(80)
+        if first and not re.match(rb"SIMPLE\s*=\s*[TF]", first):
+            # astropy's own test, which it skips on compressed streams (their size is unknown)
+            # and then loops while memory runs out
+            raise InputError("not a FITS file: the first header card is not SIMPLE = T", path)
+        stream.seek(0)
         while True:
             values, groups = {}, False
             while True:  # the header's blocks, up to the one holding END

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..tasks.photoz.mdn import (MDNHead, mdn_nll, mixture_columns, pack, union_log_weights,
+from ..tasks.photoz.mdn import (MDNHead, mdn_loss, mixture_columns, pack, union_log_weights,
                                 unpack)
 
 __all__ = ["HEADS", "head_output_names", "build_head", "head_loss", "head_metric", "head_columns", "head_tta",
@@ -113,7 +113,7 @@ def head_loss(kind: str, head: nn.Module, class_weight: torch.Tensor | None = No
             return F.gaussian_nll_loss(mu, z, (2 * log_s).exp(), full=True)
     elif kind == "mdn":
         def loss(out, y):
-            return mdn_nll(*unpack(out.float()), y.float())
+            return mdn_loss(*unpack(out.float()), y.float())
     else:
         raise ValueError(f"head must be one of {HEADS}, not {kind!r}")
     return loss

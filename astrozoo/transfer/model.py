@@ -67,6 +67,13 @@ class FineTunedModel(ZooModel):
     def combine_tta(self, outs: torch.Tensor) -> torch.Tensor:
         return head_tta(self.head_kind, outs)
 
+    def output_meta(self) -> dict:
+        if self.head_kind == "mdn":  # the photo-z columns: the same truncated mixture
+            from ..tasks.photoz.interop import TRUNCATION_META
+
+            return dict(TRUNCATION_META)
+        return {}
+
     def head_state(self, kind: str, labels) -> dict | None:
         """This head's weights, to start a further fine-tuning with the same head and labels."""
         if kind == self.head_kind and tuple(labels) == self.config.labels:

@@ -26,7 +26,7 @@ register_model(ModelEntry(
     name="photoz-sdss",
     task="photo-z",
     weights=WeightsSource(bundled="photoz-sdss"),
-    sha256="97626037ee13d8510c71699c3e3f9fc056627baca8ece1febec17ebd67d0310e",
+    sha256="67199542fd7e06c85ddac3794bb8b6b0d0de41573b29f33ca18d1ada4bf7f511",
     summary="SDSS ugriz catalogue photo-z with MDN p(z), trained on 6,000 real SDSS "
             "spectroscopic galaxies",
 ), default=True)

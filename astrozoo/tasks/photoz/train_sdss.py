@@ -4,7 +4,9 @@ wheel (`astrozoo.tasks.photoz.sdss`).
     python -m astrozoo.tasks.photoz.train_sdss --seed 0 --out astrozoo/weights/photoz-sdss
 
 Each ensemble member is trained on the training split with its own seed and data order by the
-shared loop (`astrozoo.training.fit`: AdamW, warm-up + cosine) on the truncated-mixture NLL; the
+shared loop (`astrozoo.training.fit`: AdamW, warm-up + cosine) on the truncated-mixture NLL plus
+`SUPPORT_WEIGHT` x the mixture's mass below z = 0 (`mdn_loss`; without it components drift
+below zero at no cost to the truncated NLL, and a plain reading of the columns is wrong); the
 epoch kept is the one with the lowest NLL on the validation split. Inputs are read from the
 catalogue through the input pipeline, as at inference. In each batch a random 15% of the galaxies lose one random band (flux
 and error set to NaN, as for an unmeasured band), so the missing-band indicators are learned:
@@ -36,7 +38,7 @@ from ...evaluation.photoz import photoz_metrics
 from ...surveys import get_survey
 from ...training import TrainConfig, fit
 from .catalog_model import CatalogPhotoZ
-from .mdn import mdn_nll, pack, unpack
+from .mdn import SUPPORT_WEIGHT, mass_below_zero, mdn_loss, mdn_nll, pack, unpack
 from .sdss import BANDS, load_sdss, model_inputs
 
 __all__ = ["build_model", "fit_feature_stats", "drop_bands", "train_member", "fit_sigma_scale",
@@ -116,32 +118,38 @@ class _MemberNet(nn.Module):
         return pack(*self.member(self._parent[0].standardize(x)))
 
 
-def _nll(out, z):
-    return mdn_nll(*unpack(out.float()), z)
+def _loss(support_weight):
+    def loss(out, z):
+        return mdn_loss(*unpack(out.float()), z, support_weight)
+
+    return loss
 
 
 def train_member(model: CatalogPhotoZ, i: int, train_rows, z_train, val_rows, z_val, *,
                  seed: int, epochs: int, batch_size: int = 128, lr: float = 2e-3,
-                 weight_decay: float = 1e-4, p_drop_band: float = 0.15) -> float:
+                 weight_decay: float = 1e-4, p_drop_band: float = 0.15,
+                 support_weight: float = SUPPORT_WEIGHT) -> float:
     """Train ensemble member `i` in place; returns its best validation NLL."""
     n_bands = len(model.spec.bands)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                       warmup_steps=int(0.3 * epochs * (len(train_rows) // batch_size)),
                       augment=drop_bands(p_drop_band, n_bands), monitor="loss", seed=seed)
-    res = fit(_MemberNet(model, i), (train_rows, z_train), (val_rows, z_val), loss=_nll,
+    res = fit(_MemberNet(model, i), (train_rows, z_train), (val_rows, z_val), loss=_loss(support_weight),
               config=cfg, progress=False, log=lambda m: None)
     return res.best
 
 
-def fit_sigma_scale(model: CatalogPhotoZ, val_rows: torch.Tensor, z_val: torch.Tensor) -> float:
-    """Set ``model.sigma_scale`` to the width multiplier minimising the validation NLL."""
+def fit_sigma_scale(model: CatalogPhotoZ, val_rows: torch.Tensor, z_val: torch.Tensor,
+                    support_weight: float = SUPPORT_WEIGHT) -> float:
+    """Set ``model.sigma_scale`` to the width multiplier minimising the validation loss
+    (`mdn_loss`: wider components also put more mass below zero)."""
     with torch.no_grad():
         val_x = model.preprocess(val_rows)
 
     def nll(scale):
         model.sigma_scale.fill_(scale)
         with torch.no_grad():
-            return mdn_nll(*unpack(model(val_x)), z_val).item()
+            return mdn_loss(*unpack(model(val_x)), z_val, support_weight).item()
 
     best = minimize_scalar(nll, bounds=(0.5, 2.0), method="bounded", options={"xatol": 1e-3}).x
     model.sigma_scale.fill_(best)
@@ -158,6 +166,8 @@ def main(argv=None) -> None:
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--support-weight", type=float, default=SUPPORT_WEIGHT,
+                   help="weight of the mixture's mass below z = 0 in the loss")
     args = p.parse_args(argv)
 
     torch.set_num_threads(1)  # the CPU is shared; a small MLP gains little from more threads
@@ -173,15 +183,17 @@ def main(argv=None) -> None:
     fit_feature_stats(model, train_rows)
     for i in range(args.members):
         nll = train_member(model, i, train_rows, z_train, val_rows, z_val,
-                           seed=args.seed * 1000 + i, epochs=args.epochs)
+                           seed=args.seed * 1000 + i, epochs=args.epochs,
+                           support_weight=args.support_weight)
         print(f"member {i}: best validation NLL {nll:.4f}  ({time.time() - t0:.0f} s)", flush=True)
 
     model.eval()
-    print(f"sigma scale {fit_sigma_scale(model, val_rows, z_val):.3f}")
+    print(f"sigma scale {fit_sigma_scale(model, val_rows, z_val, args.support_weight):.3f}")
     with torch.no_grad():
         raw = model(model.preprocess(val_rows))
     cols = model.postprocess(raw)
-    print(f"ensemble validation NLL {mdn_nll(*unpack(raw), z_val).item():.4f}")
+    print(f"ensemble validation NLL {mdn_nll(*unpack(raw), z_val).item():.4f}, mean mass "
+          f"below z = 0 {mass_below_zero(*unpack(raw)).mean().item():.4f}")
     for point in ("z_mean", "z_median", "z_mode"):
         m = photoz_metrics(val["z_spec"], cols[point], cols["mdn_weight"], cols["mdn_mu"],
                            cols["mdn_sigma"], intervals=cols)
