@@ -93,7 +93,10 @@ def test_shipped_model_declares_truncation_and_keeps_mass_on_support(sdss_table,
     pit_t = to_qp(table).cdf(z[:, None]).ravel()  # (N, 1): each row at its own z
     pit_p = to_qp(table, truncated=False).cdf(z[:, None]).ravel()
     diff = np.abs(pit_t - pit_p)
-    assert diff.mean() < 1e-3 and np.quantile(diff, 0.99) < 0.01, (diff.mean(), diff.max())
+    # the readings differ by b (1 - F) / (1 - b) for a row with mass b below zero: small on
+    # average, bounded row by row (a rare row near z = 0 can keep a large b)
+    assert np.all(diff <= below / (1 - below) + 1e-9)
+    assert np.median(diff) < 1e-4 and np.quantile(diff, 0.95) < 0.01, (diff.mean(), diff.max())
     # the declaration survives a written catalogue
     out = model.predict(load_sdss("test")[:5], output=tmp_path / "pz.fits", progress=False)
     assert Table.read(tmp_path / "pz.fits").meta["PZ_PDF"] == TRUNCATION_META["PZ_PDF"]

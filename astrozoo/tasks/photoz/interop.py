@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr
 
+from .mdn import _as_mixture
+
 __all__ = ["to_qp", "from_qp", "mass_below_zero", "TRUNCATION_META"]
 
 #: What the photo-z Table's ``meta`` declares about the ``mdn_*`` columns (FITS-safe keys).
@@ -39,8 +41,7 @@ def _columns(table):
     except KeyError as e:
         raise KeyError(f"a photo-z table needs mdn_weight, mdn_mu and mdn_sigma columns; "
                        f"missing {e}") from None
-    w, mu, sigma = cols
-    return w / w.sum(-1, keepdims=True), mu, sigma
+    return _as_mixture(*cols)
 
 
 def mass_below_zero(table) -> np.ndarray:
@@ -71,15 +72,20 @@ def _trunc_mixmod():
         name = "trunc_mixmod"
         version = 0
 
-        def _below(self, x, row):
-            return super()._cdf(np.zeros_like(np.asarray(x, np.float64)), row)
+        def __init__(self, means, stds, weights, *args, **kwargs):
+            super().__init__(means, stds, weights, *args, **kwargs)
+            # each row's untruncated mass below 0, once (the quantile bisection calls _cdf 50x)
+            self._mass_below = (self._weights * ndtr(-self._means / self._stds)).sum(-1)
+
+        def _below(self, row):
+            return self._mass_below[np.asarray(row)]
 
         def _pdf(self, x, row):
-            dens = super()._pdf(x, row) / (1.0 - self._below(x, row))
+            dens = super()._pdf(x, row) / (1.0 - self._below(row))
             return np.where(np.asarray(x) >= 0, dens, 0.0)
 
         def _cdf(self, x, row):
-            below = self._below(x, row)
+            below = self._below(row)
             cdf = (super()._cdf(np.maximum(x, 0.0), row) - below) / (1.0 - below)
             return np.clip(cdf, 0.0, 1.0)
 
