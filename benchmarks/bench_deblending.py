@@ -191,25 +191,16 @@ def _split(labels) -> bool:
 # -- report -------------------------------------------------------------------------------
 def gallery(x, seg, preds: dict, path: Path, n: int = 8):
     """PNG: g,r,i image with truth / photutils / SEP / model outlines for `n` scenes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from skimage.segmentation import find_boundaries
+
+    from astrozoo import plot
 
     cols = {"truth": seg, **preds}
-    fig, axes = plt.subplots(n, len(cols), figsize=(2.2 * len(cols), 2.2 * n))
+    fig, axes = plt.subplots(n, len(cols), figsize=(2.2 * len(cols), 2.2 * n), squeeze=False)
     for i in range(n):
-        rgb = np.arcsinh(np.clip(x[i][::-1].transpose(1, 2, 0), 0, None) / 20.0)
-        rgb = np.clip(rgb / np.percentile(rgb, 99.5), 0, 1)
         for j, (name, maps) in enumerate(cols.items()):
-            ax = axes[i, j]
-            over = rgb.copy()
-            over[find_boundaries(maps[i], mode="inner")] = (0.0, 1.0, 0.2)
-            ax.imshow(over, origin="lower")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"{name}: {int(maps[i].max())}", fontsize=8)
+            plot.segmentation_overlay(x[i], maps[i], "gri", ax=axes[i, j],
+                                      title=f"{name}: {int(maps[i].max())}")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

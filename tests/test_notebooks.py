@@ -44,7 +44,52 @@ def check_finetune_lens(ns):
     np.testing.assert_allclose(p1, p2, atol=1e-6)
 
 
-CHECKS = {"quickstart.ipynb": check_quickstart, "finetune_lens.ipynb": check_finetune_lens}
+def check_morphology(ns):
+    table, cm = ns["table"], ns["cm"]
+    assert len(table) == 60 and cm.sum() == 60 and cm.shape == (5, 5)
+    # what it prints: the accuracy is the confusion matrix's trace, well above chance (0.2)
+    assert abs(ns["metrics"]["accuracy"] - np.trace(cm) / 60) < 1e-9
+    assert ns["metrics"]["accuracy"] > 0.7
+    assert len(ns["captions"]) == 60 and "±" in ns["captions"][0]
+    fig = ns["fig"]
+    assert len(fig.axes[0].images) == 1 and fig.axes[0].get_title().startswith("morphology")
+
+
+def check_photoz(ns):
+    from astrozoo.evaluation.photoz import pit_ks
+
+    z = ns["z"]
+    assert len(z) == 2000 and ns["pdf"].shape == (5, 400)
+    # what it prints: sigma_MAD of the SDSS test split (the card's ~0.02), computed again
+    assert ns["metrics"]["sigma_mad"] < 0.03
+    assert "sigma_MAD=" in ns["fig_zz"].axes[0].get_title()
+    pit_values = ns["pit_values"]
+    assert len(pit_values) == 2000 and ((pit_values >= 0) & (pit_values <= 1)).all()
+    assert pit_ks(pit_values) < 0.1  # calibrated PDFs: a near-flat PIT
+    assert len(ns["fig_pit"].axes[0].patches) == 20
+
+
+def check_deblending(ns):
+    res, truth, table = ns["res"], ns["truth"], ns["table"]
+    # what it prints: one table row per segment, a count close to the truth's
+    assert len(table) == res.segm.n_labels == int(res.segm.data.max()) > 5
+    assert abs(len(table) - truth.max()) <= 0.35 * truth.max()
+    assert len(ns["fig"].axes) == 2 and ns["fig"].axes[0].get_title().startswith("model:")
+    assert {"flux_g", "flux_r", "flux_i"} <= set(table.colnames)
+
+
+def check_embeddings(ns):
+    assert ns["emb"].shape == (150, 256) and ns["xy"].shape == (150, 2)
+    hits = ns["hits"]
+    assert len(hits) == 6 and hits["id"][0] == ns["query"] and hits["similarity"][0] > 0.999
+    assert ns["same_class"] >= 0.6  # what it prints: neighbours mostly share the class
+    assert ns["rank_of_trail"] <= 0.2 * len(ns["scores"])  # the trail in the top fifth
+    assert len(ns["fig_odd"].axes) == 6 and len(ns["fig_map"].axes[0].artists) >= 5
+
+
+CHECKS = {"quickstart.ipynb": check_quickstart, "finetune_lens.ipynb": check_finetune_lens,
+          "morphology.ipynb": check_morphology, "photoz.ipynb": check_photoz,
+          "deblending.ipynb": check_deblending, "embeddings.ipynb": check_embeddings}
 
 
 def test_every_notebook_has_a_check():

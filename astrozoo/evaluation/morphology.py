@@ -136,26 +136,14 @@ def morphology_metrics(truth, predictions, classes=CLASSES) -> dict:
 
 
 def plot_confusion(matrices: dict, path: str | Path, classes=CLASSES) -> Path:
-    """Row-normalised confusion matrices ``{title: counts (K, K)}`` side by side, as a PNG."""
-    import matplotlib
+    """Row-normalised confusion matrices ``{title: counts (K, K)}`` side by side, as a PNG
+    (drawn by `astrozoo.plot.confusion_matrix`)."""
+    from .. import plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plot._plt()
     fig, axes = plt.subplots(1, len(matrices), figsize=(4.6 * len(matrices), 4.2), squeeze=False)
     for ax, (title, cm) in zip(axes[0], matrices.items()):
-        cm = np.asarray(cm, float)
-        frac = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-        ax.imshow(frac, vmin=0, vmax=1, cmap="Blues")
-        for i in range(len(classes)):
-            for j in range(len(classes)):
-                ax.text(j, i, f"{frac[i, j]:.2f}\n({int(cm[i, j])})", ha="center", va="center",
-                        fontsize=7, color="white" if frac[i, j] > 0.6 else "black")
-        ax.set_xticks(range(len(classes)), classes, rotation=30, fontsize=8)
-        ax.set_yticks(range(len(classes)), classes, fontsize=8)
-        ax.set(xlabel="predicted", ylabel="true", title=title)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        plot.confusion_matrix(cm, classes, title=title, ax=ax)
+    plot._finish(fig, path)
     plt.close(fig)
     return Path(path)
