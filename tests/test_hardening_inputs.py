@@ -196,3 +196,42 @@ def test_fast_path_compares_end_cards_whole(tmp_path):
     safe = open_inputs([good, bad], spec, on_error="flag", fast=False).read_batch([0, 1])
     assert batch.flags.tolist() == safe.flags.tolist() == [0, Flag.READ_ERROR]
     assert "missing band" in batch.errors[1]
+
+
+def test_a_negative_axis_length_is_refused_not_looped_on(tmp_path):
+    # found by benchmarks/fuzz_fits.py: astropy steps backwards through the file for ever
+    raw = bytearray(_write(tmp_path / "ok.fits", [_primary(RAMP)]).read_bytes())
+    card = raw.index(b"NAXIS1  =")
+    raw[card:card + 80] = b"NAXIS1  = -32".ljust(80)
+    bad = tmp_path / "bad.fits"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match="NAXIS1 = -32 in a header") as e:
+        open_inputs([bad], SPEC).read_batch([0])
+    assert e.value.path == str(bad)
+
+
+def _wcs_cards(**extra):
+    cards = dict(CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CRVAL1=150.0, CRVAL2=2.0, CRPIX1=4.5,
+                 CRPIX2=4.5, CD1_1=-0.2 / 3600, CD1_2=0.0, CD2_1=0.0, CD2_2=0.2 / 3600)
+    cards.update(extra)
+    return cards
+
+
+def test_a_blank_reference_pixel_keeps_the_pixel_scale_but_not_sky_positions(tmp_path):
+    # found by benchmarks/fuzz_fits.py: given "CRPIX2 =" with no value, wcslib also loses the CD
+    # matrix and reads 0.2"/px as 1 deg/px; the fast path (which does not parse CRPIX) read it
+    from astropy.table import Table
+
+    good = _write(tmp_path / "good.fits", [_primary(RAMP, **_wcs_cards())])
+    raw = bytearray(good.read_bytes())
+    card = raw.index(b"CRPIX2  =")
+    raw[card:card + 80] = b"CRPIX2  =".ljust(80)
+    bad = tmp_path / "bad.fits"
+    bad.write_bytes(bytes(raw))
+    for fast in (True, False):
+        batch = open_inputs([good, bad], SPEC, fast=fast).read_batch([0, 1])
+        assert batch.flags.tolist() == [0, 0]
+        np.testing.assert_array_equal(batch.data[1, 0], RAMP)
+    with pytest.raises(InputError, match="CRPIX2 has no value"):
+        open_inputs({"g": bad}, SPEC, catalog=Table({"ra": [150.0], "dec": [2.0]})
+                    ).read_batch([0])

@@ -74,11 +74,19 @@ def celestial_wcs(header, fobj=None, path=None):
     Raises
     ------
     InputError
-        If astropy cannot build the WCS (an invalid ``CUNIT``, a lookup table or ``-TAB``
-        extension missing from the file, inconsistent keywords).
+        If astropy cannot build the WCS (an invalid ``CUNIT``, a reference point that is not a
+        number, a lookup table or ``-TAB`` extension missing from the file, inconsistent
+        keywords).
     """
     if "CTYPE1" not in header and "CTYPE2" not in header:
         return None
+    broken = next((k for k in header if re.fullmatch(r"CR(PIX|VAL)[0-9]", k)
+                   and not isinstance(header[k], (int, float))), None)
+    if broken is not None:  # wcslib would drop it, default it to 0 and lose the CD matrix
+        value = header[broken]
+        what = "has no value" if value is None or not str(value).strip() else \
+            f"= {value!r} is not a number"
+        raise InputError(f"invalid WCS in the header: {broken} {what}", path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
@@ -103,8 +111,26 @@ def pixel_scale_of(header, fobj=None, path=None) -> float | None:
     ``fobj`` and ``path`` are as for `celestial_wcs`, which raises `InputError` for a WCS that
     astropy cannot build.
     """
-    cel = celestial_wcs(header, fobj, path)
+    cel = celestial_wcs(_without_broken_reference(header), fobj, path)
     return None if cel is None else _wcs_pixel_scale(cel)
+
+
+def _without_broken_reference(header):
+    """The header less any ``CRPIXn``/``CRVALn`` card whose value is not a number.
+
+    The reference point does not change the linear pixel scale, but wcslib, given an
+    unparseable one (``CRPIX2 =`` blank), also loses the CD matrix and reads a 0.2"/px image as
+    1 deg/px. Kept where an axis is ``-TAB``: its scale is measured at pixels through the table.
+    """
+    broken = [k for k in header if re.fullmatch(r"CR(PIX|VAL)[0-9]", k)
+              and not isinstance(header[k], (int, float))]
+    if not broken or any(str(v).endswith("-TAB") for k, v in header.items()
+                         if k.startswith("CTYPE")):
+        return header
+    header = header.copy()
+    for key in broken:
+        del header[key]
+    return header
 
 
 def _wcs_pixel_scale(cel) -> float:
@@ -279,9 +305,10 @@ def _zip_member(fobj):
 
 
 def _screen_headers(fobj, path) -> None:
-    """Refuse a file that does not start with ``SIMPLE``, or a header whose NAXIS, ZNAXIS or
-    TFIELDS is outside 0..999, before astropy parses it: astropy loops that many times building the HDU (``NAXIS = 1E20`` hangs it while memory
-    runs out). The headers are walked by hand because any astropy parse of the HDU loops; a
+    """Refuse a file that does not start with ``SIMPLE``, a header whose NAXIS, ZNAXIS or
+    TFIELDS is outside 0..999, or one with a negative axis length, PCOUNT or GCOUNT, before
+    astropy parses it: astropy loops that many times building the HDU (``NAXIS = 1E20`` hangs it
+    while memory runs out), or steps backwards and rereads the file forever. The headers are walked by hand because any astropy parse of the HDU loops; a
     header this walk cannot follow is left to astropy, which reports it."""
     magic = fobj.read(6)
     fobj.seek(0)
@@ -319,10 +346,14 @@ def _screen_headers(fobj, path) -> None:
             axes = [values.get(b"NAXIS%d" % i, 0) for i in range(1, values.get(b"NAXIS", 0) + 1)]
             if axes and axes[0] == 0 and groups:
                 axes = axes[1:]  # random groups: NAXIS1 = 0
+            negative = [k.decode() for k, v in values.items() if v < 0 and (
+                k in (b"GCOUNT", b"PCOUNT") or re.fullmatch(rb"NAXIS[0-9]+", k))]
+            if negative:
+                # astropy then steps backwards through the file and rereads it forever
+                raise InputError(f"{negative[0]} = {values[negative[0].encode()]} in a header: "
+                                 "not a FITS file (sizes cannot be negative)", path)
             size = abs(values.get(b"BITPIX", 8)) // 8 * values.get(b"GCOUNT", 1) * (
                 values.get(b"PCOUNT", 0) + (math.prod(axes) if axes else 0))
-            if size < 0 or min(axes, default=0) < 0:
-                return
             stream.seek(-(-size // 2880) * 2880, os.SEEK_CUR)
     except InputError:
         raise
