@@ -87,7 +87,25 @@ def check_embeddings(ns):
     assert len(ns["fig_odd"].axes) == 6 and len(ns["fig_map"].axes[0].artists) >= 5
 
 
-CHECKS = {"quickstart.ipynb": check_quickstart, "finetune_lens.ipynb": check_finetune_lens,
+def check_lens_search(ns):
+    table, images = ns["table"], ns["images"]
+    assert len(table) == 150 and (table["flags"] == 0).all()
+    # the cutouts cut by sky position are the simulated ones, pixel for pixel
+    from astrozoo.io import open_inputs
+
+    batch = open_inputs(ns["images_by_band"], ns["model"].spec, catalog=ns["catalog"]
+                        ).read_batch(range(len(images)))
+    np.testing.assert_array_equal(batch.data, images)
+    # what it prints: the AUROC and the lenses among the top candidates, recomputed
+    from astrozoo.evaluation.lens import auroc
+
+    assert ns["score"] == auroc(np.asarray(table["is_lens"]), np.asarray(table["p_lens"]))
+    assert ns["score"] > 0.95 and ns["found_in_top"] >= 10
+    assert ns["found_in_top"] == int(table["is_lens"][:ns["n_lenses"]].sum())
+    assert len(ns["fig_top"].axes) >= 12
+
+
+CHECKS = {"quickstart.ipynb": check_quickstart, "lens_search.ipynb": check_lens_search, "finetune_lens.ipynb": check_finetune_lens,
           "morphology.ipynb": check_morphology, "photoz.ipynb": check_photoz,
           "deblending.ipynb": check_deblending, "embeddings.ipynb": check_embeddings}
 
