@@ -235,3 +235,17 @@ def test_a_blank_reference_pixel_keeps_the_pixel_scale_but_not_sky_positions(tmp
     with pytest.raises(InputError, match="CRPIX2 has no value"):
         open_inputs({"g": bad}, SPEC, catalog=Table({"ra": [150.0], "dec": [2.0]})
                     ).read_batch([0])
+
+
+def test_a_gzipped_file_with_a_damaged_header_ends(tmp_path):
+    # found by benchmarks/fuzz_fits.py: on a gzip stream (size unknown) astropy read HDU after
+    # HDU for ever once a header card was garbage; it is now given the decompressed bytes
+    import gzip
+
+    raw = bytearray(_write(tmp_path / "ok.fits", [_primary(RAMP)]).read_bytes())
+    card = raw.index(b"NAXIS2  =")
+    raw[card:card + 80] = bytes(range(128, 208))
+    bad = tmp_path / "bad.fits.gz"
+    bad.write_bytes(gzip.compress(bytes(raw)))
+    batch = open_inputs([bad], SPEC, on_error="flag").read_batch([0])
+    assert batch.flags.tolist() == [Flag.READ_ERROR] and str(bad) in batch.errors[0]

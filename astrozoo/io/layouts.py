@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import math
 import os
@@ -266,7 +267,7 @@ def read_fits(path, flux_unit: str, *, default_band: str | None = None, bands=No
                 # central window is read (conform crops it, and flags it).
                 memmap = os.fstat(fobj.fileno()).st_size > _MMAP_BYTES
                 _screen_headers(fobj, path)
-                hdul = fits.open(fobj, memmap=memmap, checksum=True)
+                hdul = fits.open(_decompressed(fobj), memmap=memmap, checksum=True)
             except InputError:
                 raise
             except fits.verify.VerifyWarning as e:  # before its base class, AstropyUserWarning
@@ -304,15 +305,40 @@ def _zip_member(fobj):
     return archive.open(archive.namelist()[0])
 
 
+def _stream_opener(fobj):
+    """The opener of a compressed stream astropy would open (by magic bytes), or None."""
+    magic = fobj.read(6)
+    fobj.seek(0)
+    return next((f for m, f in _STREAMS.items() if magic.startswith(m)), None)
+
+
+def _decompressed(fobj):
+    """A compressed file's decompressed bytes (an in-memory file), else `fobj` itself.
+
+    On a stream, where astropy cannot know the size, a damaged header makes it read HDU after
+    HDU for ever; from bytes it stops at the end. Costs no extra memory: astropy cannot map a
+    compressed file and reads its data whole anyway.
+    """
+    opener = _stream_opener(fobj)
+    if opener is None:
+        return fobj
+    try:
+        with opener(fobj) as stream:
+            return io.BytesIO(stream.read())
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile):
+        fobj.seek(0)
+        return fobj  # a damaged stream: astropy names the problem
+    finally:
+        fobj.seek(0)
+
+
 def _screen_headers(fobj, path) -> None:
     """Refuse a file that does not start with ``SIMPLE``, a header whose NAXIS, ZNAXIS or
     TFIELDS is outside 0..999, or one with a negative axis length, PCOUNT or GCOUNT, before
     astropy parses it: astropy loops that many times building the HDU (``NAXIS = 1E20`` hangs it
     while memory runs out), or steps backwards and rereads the file forever. The headers are walked by hand because any astropy parse of the HDU loops; a
     header this walk cannot follow is left to astropy, which reports it."""
-    magic = fobj.read(6)
-    fobj.seek(0)
-    opener = next((f for m, f in _STREAMS.items() if magic.startswith(m)), None)
+    opener = _stream_opener(fobj)
     try:
         stream = fobj if opener is None else opener(fobj)
         first = stream.read(80)
