@@ -326,8 +326,7 @@ def _decompressed(fobj):
         with opener(fobj) as stream:
             return io.BytesIO(stream.read())
     except (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile):
-        fobj.seek(0)
-        return fobj  # a damaged stream: astropy names the problem
+        return fobj  # a damaged stream: astropy names the problem (rewound below)
     finally:
         fobj.seek(0)
 
