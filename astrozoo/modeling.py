@@ -155,6 +155,13 @@ class ZooModel(nn.Module):
                      **kwargs)
 
     # -- persistence ----------------------------------------------------------------------
+    def export_onnx(self, path: str | Path, **kwargs) -> Path:
+        """The network (``preprocess -> forward``) as an ONNX file with its config and card in
+        the metadata; see `astrozoo.export.export_onnx` (needs the ``onnx`` extra)."""
+        from .export import export_onnx
+
+        return export_onnx(self, path, **kwargs)
+
     def save_pretrained(self, save_directory: str | Path, *, dtype: torch.dtype | None = None) -> Path:
         """Write ``config.json``, ``model.safetensors`` and ``README.md`` to `save_directory`.
 

@@ -4,6 +4,7 @@ almost no mass below zero, so a plain reading agrees."""
 
 import numpy as np
 import pytest
+import qp
 import torch
 from astropy.table import Table
 
@@ -12,8 +13,6 @@ from astrozoo.tasks.photoz.interop import TRUNCATION_META, from_qp, mass_below_z
 from astrozoo.tasks.photoz.mdn import (mass_below_zero as torch_mass_below_zero, mdn_loss,
                                        mdn_nll, mixture_cdf, mixture_pdf, mixture_quantiles)
 from astrozoo.tasks.photoz.sdss import load_sdss
-
-qp = pytest.importorskip("qp")
 
 
 @pytest.fixture

@@ -144,8 +144,18 @@ def _split(rows: range, batch_size: int) -> list[np.ndarray]:
 class _Runner:
     """A model set up for batched inference on one device."""
 
-    def __init__(self, model, device, amp, channels_last, compile: bool, tta: bool):
+    def __init__(self, model, device, amp, channels_last, compile: bool, tta: bool,
+                 runtime: str = "torch"):
+        if runtime not in ("torch", "onnx"):
+            raise ValueError(f"runtime must be 'torch' or 'onnx', not {runtime!r}")
         self.model = model
+        self.session = None
+        if runtime == "onnx":
+            if tta or compile:
+                raise ValueError(f"{model.name}: runtime='onnx' runs without tta and compile")
+            from ..export import onnx_session
+
+            self.session, device, amp = onnx_session(model), "cpu", False
         self.device = select_device(device)
         self.image = model.spec.kind == "image"
         if tta and not self.image:
@@ -175,6 +185,10 @@ class _Runner:
     @torch.inference_mode()
     def raw(self, data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Raw output (B, ...) on the CPU in float32, and with TTA the 8 copies (8, B, ...)."""
+        if self.session is not None:  # the exported graph includes the preprocessing
+            from ..export import INPUT_NAME
+
+            return torch.from_numpy(self.session.run(None, {INPUT_NAME: data.numpy()})[0]), None
         x = self._input(data)
         with self._autocast():
             if not self.tta:
@@ -288,7 +302,7 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
             output=None, on_error: str = DEFAULT_ON_ERROR, tta: bool = False, num_workers="auto",
             prefetch_factor: int = 2, amp="auto", channels_last="auto", compile: bool = False,
             chunk_size: int | None = None, overwrite: bool = False,
-            score_incomplete: bool = False, **io_options) -> Table:
+            score_incomplete: bool = False, runtime: str = "torch", **io_options) -> Table:
     """Run `model` over `inputs`: one row per object, in input order.
 
     Parameters
@@ -340,6 +354,10 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
     score_incomplete : bool
         Predict for rows with more than ``max_missing`` of their pixels missing
         (`Flag.TOO_MANY_MISSING`) too; by default they get NaN predictions.
+    runtime : {"torch", "onnx"}
+        ``"onnx"``: preprocessing and network run in onnxruntime on the CPU, from the model
+        exported by `astrozoo.export.export_onnx` (the ``onnx`` extra; no TTA, `amp` or
+        `compile`). Recorded in the provenance, so a resumed run keeps its runtime.
     **io_options
         Passed to `astrozoo.io.open_inputs` (``bands=``, ``catalog=``, ``id_column=``, ...).
 
@@ -359,8 +377,8 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
     n = len(cutouts)
     if not n:
         raise ValueError(f"{model.name}: no input objects")
-    runner = _Runner(model, device, amp, channels_last, compile, tta)
-    meta = provenance(model, tta=tta)
+    runner = _Runner(model, device, amp, channels_last, compile, tta, runtime)
+    meta = provenance(model, tta=tta, runtime=runtime)
     if output is None:
         bar = _progress(model, n, 0, progress)
         parts = []

@@ -59,7 +59,8 @@ def output_format(path: str | Path) -> str:
                          f"{sorted(FORMATS)} (compressed files cannot be streamed)") from None
 
 
-def provenance(model, *, tta: bool = False, date: str | None = None) -> dict[str, Any]:
+def provenance(model, *, tta: bool = False, runtime: str = "torch",
+               date: str | None = None) -> dict[str, Any]:
     """Table metadata recording what produced a catalogue (FITS-safe 8-character keys).
 
     ``SHA256`` is the weights file's hash from the model's config; a model never saved has
@@ -76,6 +77,7 @@ def provenance(model, *, tta: bool = False, date: str | None = None) -> dict[str
         "PRESET": spec.survey,
         "NORM": spec.normalization,
         "TTA": bool(tta),
+        "RUNTIME": runtime,
         "DATE": date or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **model.output_meta(),
     }

@@ -22,6 +22,15 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(-2)
 
 
+def _median(f: torch.Tensor) -> torch.Tensor:
+    """``f.median(-1, keepdim=True).values`` (the lower median). ONNX has no median operator:
+    under export, the same element taken from a sort."""
+    if torch.onnx.is_in_onnx_export():
+        k = (f.shape[-1] - 1) // 2
+        return f.sort(dim=-1).values[..., k:k + 1]
+    return f.median(dim=-1, keepdim=True).values
+
+
 def robust_sky_sigma(x: torch.Tensor) -> torch.Tensor:
     """Per-object, per-band noise sigma from the MAD of the pixels, shape (B, C, 1, 1).
 
@@ -29,8 +38,8 @@ def robust_sky_sigma(x: torch.Tensor) -> torch.Tensor:
     tracks the sky noise.
     """
     f = _flat(x)
-    med = f.median(dim=-1, keepdim=True).values
-    mad = (f - med).abs().median(dim=-1, keepdim=True).values
+    med = _median(f)
+    mad = _median((f - med).abs())
     # A constant band (zero-filled, saturated) has MAD 0: floor sigma relative to the band's
     # scale so that dividing by it stays finite.
     finfo = torch.finfo(x.dtype)
@@ -62,7 +71,7 @@ def asinh(x: torch.Tensor, softening: float = 3.0, scale: float = 1.0,
 def robust_standardize(x: torch.Tensor) -> torch.Tensor:
     """(x - median) / (1.4826 MAD) per object and band."""
     f = _flat(x)
-    med = f.median(dim=-1, keepdim=True).values.unsqueeze(-1)
+    med = _median(f).unsqueeze(-1)
     return (x - med) / robust_sky_sigma(x)
 
 

@@ -118,6 +118,23 @@ def mdn_loss(logits_w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, z: t
     return loss
 
 
+#: Numerical Recipes' erfc (Chebyshev fit, fractional error < 1.2e-7 for every argument).
+_ERFC = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807,
+         -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+
+
+def _log_ndtr_onnx(x: torch.Tensor) -> torch.Tensor:
+    """``log_ndtr`` from elementary operators, for ONNX (which has neither it nor erfc): the
+    log of Numerical Recipes' erfc, so the far lower tail does not underflow in float32."""
+    z = x.abs() / math.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = torch.full_like(t, _ERFC[-1])
+    for c in _ERFC[-2::-1]:
+        poly = poly * t + c
+    log_erfc = torch.log(t) - z * z + poly  # log erfc(|x| / sqrt 2)
+    return torch.where(x < 0, log_erfc - math.log(2.0), torch.log(1.0 - 0.5 * torch.exp(log_erfc)))
+
+
 def union_log_weights(logits_w: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
                       n_mixtures: int) -> torch.Tensor:
     """Log-weights that make concatenating `n_mixtures` truncated mixtures their average density.
@@ -130,7 +147,8 @@ def union_log_weights(logits_w: torch.Tensor, mu: torch.Tensor, sigma: torch.Ten
     # float32 under any autocast: log_ndtr has no bfloat16 CPU kernel
     logits_w, mu, sigma = logits_w.float(), mu.float(), sigma.float()
     log_w = torch.log_softmax(logits_w, dim=-1)
-    log_z = torch.logsumexp(log_w + torch.special.log_ndtr(mu / sigma), dim=-1, keepdim=True)
+    log_ndtr = _log_ndtr_onnx if torch.onnx.is_in_onnx_export() else torch.special.log_ndtr
+    log_z = torch.logsumexp(log_w + log_ndtr(mu / sigma), dim=-1, keepdim=True)
     return log_w - log_z - math.log(n_mixtures)
 
 
