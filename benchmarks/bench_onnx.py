@@ -6,7 +6,7 @@ Times ``preprocess -> forward`` on in-memory batches (what `astrozoo.export.expo
 exports and what ``predict(..., runtime="onnx")`` replaces), both runtimes with the same number
 of intra-op threads, interleaved (torch, onnxruntime, torch, ...) so that load from other jobs
 affects both alike; the best of 3 rounds per runtime. Also the largest output difference. Writes
-the table to the README (``bench-onnx`` section) and ``benchmarks/results/onnx.md``.
+``benchmarks/results/onnx.md`` (the README's ``bench-onnx`` section, `update_readme.py`).
 """
 
 from __future__ import annotations
@@ -98,12 +98,9 @@ def main(argv=None) -> None:
              f"onnxruntime. Total benchmark time {time.time() - t_start:.0f} s."]
     text = "\n".join(lines)
     (ROOT / "benchmarks" / "results" / "onnx.md").write_text(text + "\n")
-    readme = ROOT / "README.md"
-    s = readme.read_text()
-    start, end = "<!-- bench-onnx:start -->", "<!-- bench-onnx:end -->"
-    if start in s:
-        s = s[:s.index(start) + len(start)] + "\n" + text + "\n" + s[s.index(end):]
-        readme.write_text(s)
+    print("\nwritten to benchmarks/results/onnx.md; `python benchmarks/update_readme.py` puts it "
+          "in the README")
+
 
 if __name__ == "__main__":
     main()

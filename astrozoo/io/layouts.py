@@ -81,8 +81,7 @@ def celestial_wcs(header, fobj=None, path=None):
     """
     if "CTYPE1" not in header and "CTYPE2" not in header:
         return None
-    broken = next((k for k in header if re.fullmatch(r"CR(PIX|VAL)[0-9]", k)
-                   and not isinstance(header[k], (int, float))), None)
+    broken = next(iter(_broken_reference(header)), None)
     if broken is not None:  # wcslib would drop it, default it to 0 and lose the CD matrix
         value = header[broken]
         what = "has no value" if value is None or not str(value).strip() else \
@@ -116,6 +115,12 @@ def pixel_scale_of(header, fobj=None, path=None) -> float | None:
     return None if cel is None else _wcs_pixel_scale(cel)
 
 
+def _broken_reference(header) -> list[str]:
+    """The ``CRPIXn``/``CRVALn`` keywords whose value is not a number."""
+    return [k for k in header if re.fullmatch(r"CR(PIX|VAL)[0-9]", k)
+            and not isinstance(header[k], (int, float))]
+
+
 def _without_broken_reference(header):
     """The header less any ``CRPIXn``/``CRVALn`` card whose value is not a number.
 
@@ -123,8 +128,7 @@ def _without_broken_reference(header):
     unparseable one (``CRPIX2 =`` blank), also loses the CD matrix and reads a 0.2"/px image as
     1 deg/px. Kept where an axis is ``-TAB``: its scale is measured at pixels through the table.
     """
-    broken = [k for k in header if re.fullmatch(r"CR(PIX|VAL)[0-9]", k)
-              and not isinstance(header[k], (int, float))]
+    broken = _broken_reference(header)
     if not broken or any(str(v).endswith("-TAB") for k, v in header.items()
                          if k.startswith("CTYPE")):
         return header
