@@ -150,7 +150,7 @@ def _cmd_predict(args) -> int:
         inputs = args.inputs[0]
     else:
         inputs = images or args.inputs
-    if not inputs:
+    if not inputs and not (args.dask is not None and args.tiles):
         raise ValueError("no inputs: give FITS paths/globs/directories, or --catalog with --image")
     opts = {k: v for k, v in dict(
         bands=args.bands.split(",") if args.bands else None, catalog=args.catalog,
@@ -160,6 +160,10 @@ def _cmd_predict(args) -> int:
         keep=args.keep.split(",") if args.keep else None,
         columns=_parse_pairs(args.column, "--column") or None,
         chunk_size=args.chunk_size, num_workers=args.workers).items() if v is not None}
+    if args.dask is not None:
+        return _predict_dask(args, model, images, opts)
+    if args.tiles or args.partition_rows or args.dask_workers:
+        raise ValueError("--tiles, --partition-rows and --dask-workers need --dask")
     if model.spec.kind == "image":
         opts["group"] = None if args.no_group else args.group
     table = model.predict(inputs, batch_size=args.batch_size, device=args.device,
@@ -174,6 +178,45 @@ def _cmd_predict(args) -> int:
             print(f"wrote {len(table)} rows to {args.output}", file=sys.stderr)
     else:
         table.pprint(max_lines=-1 if args.all else 40, max_width=-1)
+    summary, status = _summary(table, args.max_failed)
+    if not args.quiet or status:
+        print(summary, file=sys.stderr)
+    return status
+
+
+def _predict_dask(args, model, images, opts) -> int:
+    """``predict --dask``: partitions of the catalogue on a Dask cluster, results in a
+    directory of per-partition Parquet files (`astrozoo.scaleout.dask.predict_dask`)."""
+    from .scaleout.dask import predict_dask
+
+    if not args.output:
+        raise ValueError("--dask needs -o DIR: the directory of per-partition Parquet files")
+    if model.spec.kind == "catalog":
+        catalog, tiles = args.inputs[0], None
+    else:
+        if not args.catalog or not (images or args.tiles):
+            raise ValueError("--dask with a cutout model needs --catalog and the survey images "
+                             "(--image BAND=PATH for one tile, or --tiles TABLE)")
+        if images and args.tiles:
+            raise ValueError("give --image or --tiles, not both")
+        catalog = args.catalog
+        if args.tiles:
+            from .io.catalog import read_table
+
+            tiles = read_table(args.tiles)
+        else:
+            tiles = images
+    opts.pop("catalog", None)
+    opts.pop("chunk_size", None)
+    opts.pop("bands", None)
+    scheduler = None if args.dask == "local" else args.dask
+    table = predict_dask(args.model, catalog, args.output, images=tiles, scheduler=scheduler,
+                         n_workers=args.dask_workers, max_rows=args.partition_rows or 10_000,
+                         overwrite=args.overwrite, device=args.device, progress=not args.quiet,
+                         batch_size=args.batch_size, on_error=args.on_error, tta=args.tta,
+                         score_incomplete=args.score_incomplete, **opts)
+    if not args.quiet:
+        print(f"wrote {len(table)} rows to {args.output}/part-*.parquet", file=sys.stderr)
     summary, status = _summary(table, args.max_failed)
     if not args.quiet or status:
         print(summary, file=sys.stderr)
@@ -309,6 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true",
                    help="replace a finished output file (an unfinished one is resumed)")
     s.add_argument("--tta", action="store_true", help="average over the 8 dihedral flips/rotations")
+    s.add_argument("--dask", nargs="?", const="local", metavar="SCHEDULER",
+                   help="run partitions of the catalogue on Dask: a new LocalCluster (no "
+                        "value), or a scheduler address (tcp://host:8786); -o is a directory")
+    s.add_argument("--dask-workers", type=int, help="workers of the LocalCluster (default: one "
+                   "per GPU, or 2)")
+    s.add_argument("--partition-rows", type=int, help="rows per partition with --dask "
+                   "(default 10000)")
+    s.add_argument("--tiles", help="with --dask: table of survey-image tiles, one row per tile "
+                   "and one column per band holding that band's image path")
     s.add_argument("--all", action="store_true", help="print every row (without -o)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary "
                    "(failures are still reported)")

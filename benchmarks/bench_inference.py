@@ -38,7 +38,7 @@ import torch
 from astropy.io import fits
 
 from astrozoo.config import InputSpec, ModelConfig
-from astrozoo.inference import default_num_workers, predict, select_device
+from astrozoo.inference import predict, select_device
 from astrozoo.modeling import ZooModel
 
 RESULTS = Path(__file__).parent / "results" / "inference.md"
@@ -240,7 +240,7 @@ def main(argv=None) -> None:
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "none lent to this run"
     load0 = os.getloadavg()
     env = (f"CPU cores {os.cpu_count()}, torch threads {torch.get_num_threads()}, "
-           f"device {device}, GPU: {gpu}, DataLoader workers {default_num_workers(device)}, "
+           f"device {device}, GPU: {gpu}, DataLoader workers auto (measured, `reader_count`), "
            f"torch {torch.__version__}, Python {platform.python_version()}")
     print(env, flush=True)
     rows = []

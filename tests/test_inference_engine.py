@@ -317,3 +317,57 @@ def test_catalogue_model_takes_a_table_with_ids():
     np.testing.assert_allclose(t["mdn_mu"][:, 0], expected[:, 1], rtol=1e-5)
     with pytest.raises(ValueError, match="image inputs"):
         predict(model, cat, tta=True, progress=False)
+
+
+def test_reader_count_follows_the_measured_rates():
+    from astrozoo.inference import reader_count
+
+    # reading negligible next to the forward: no reader
+    assert reader_count(0.01, 1.0, 2.0, remaining=10, cores=2) == 0
+    # a CPU forward keeping both cores busy: readers would only compete with it
+    assert reader_count(0.5, 0.5, 0.9, remaining=10, cores=2) == 0
+    # an accelerator (the forward holds no core): enough readers to keep up, within the cores
+    assert reader_count(0.5, 0.25, 0.01, remaining=10, cores=16) == 3
+    assert reader_count(0.5, 0.05, 0.0, remaining=10, cores=2) == 2
+    assert reader_count(0.5, 0.05, 0.0, remaining=1, cores=8) == 0
+
+
+def test_auto_readers_feed_a_forward_that_holds_no_cpu(images, tmp_path, monkeypatch):
+    import time
+
+    from astrozoo.inference import engine
+
+    paths = []
+    for i in range(12):
+        paths.append(tmp_path / f"obj{i:02d}.fits")
+        write_mef(paths[-1], images[i])
+    model = tiny_model()
+    ref = predict(model, paths, batch_size=2, num_workers=0, progress=False)
+    measured, chosen = [], []
+    real = engine._dataloader
+
+    def spy_loader(runner, cutouts, batches, workers, prefetch_factor):
+        chosen.append((len(batches), workers))
+        return real(runner, cutouts, batches, workers, prefetch_factor)
+
+    def spy_count(*args, **kwargs):
+        measured.append(args)
+        return 2
+
+    forward = model.forward
+
+    def sleeping(x):  # an accelerator's forward: wall time, no host CPU
+        time.sleep(0.05)
+        return forward(x)
+
+    monkeypatch.setattr(engine, "_dataloader", spy_loader)
+    monkeypatch.setattr(engine, "reader_count", spy_count)
+    monkeypatch.setattr(model, "forward", sleeping)
+    t = predict(model, paths, batch_size=2, progress=False)
+    # two batches read in-process to measure; the second batch's consumer time is the sleep,
+    # and it held (almost) no CPU
+    (read_s, consumer_s, cpu_s), = measured
+    assert read_s > 0 and consumer_s >= 0.05 and cpu_s < 0.5 * consumer_s
+    assert chosen == [(4, 2)]  # the other 4 batches by 2 reader processes
+    assert list(t["id"]) == list(ref["id"])
+    np.testing.assert_allclose(t["p_lens"], ref["p_lens"], rtol=1e-6)

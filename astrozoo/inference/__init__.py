@@ -4,7 +4,7 @@ See `astrozoo.inference.engine` for batching, devices and precision, `astrozoo.i
 for test-time augmentation and `astrozoo.inference.writers` for streamed, resumable output.
 """
 
-from .engine import amp_dtype, default_num_workers, embed, predict, select_device
+from .engine import amp_dtype, embed, predict, reader_count, select_device
 from .writers import read_table
 
-__all__ = ["predict", "embed", "select_device", "amp_dtype", "default_num_workers", "read_table"]
+__all__ = ["predict", "embed", "select_device", "amp_dtype", "reader_count", "read_table"]

@@ -11,6 +11,7 @@ or streamed to a resumable file (`astrozoo.inference.writers`).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from typing import Any, Iterator, NamedTuple
@@ -26,7 +27,7 @@ from ..io.flags import Flag
 from .tta import tta_outputs
 from .writers import ChunkStore, ids_fingerprint, output_format, provenance, read_table
 
-__all__ = ["predict", "embed", "select_device", "amp_dtype", "default_num_workers",
+__all__ = ["predict", "embed", "select_device", "amp_dtype", "reader_count",
            "DEFAULT_ON_ERROR"]
 
 _ON_ERROR = ("raise", "flag")
@@ -76,20 +77,6 @@ def amp_dtype(device: torch.device, amp="auto") -> torch.dtype | None:
         return torch.bfloat16 if amp is True else None
     raise ValueError(f"amp must be 'auto', True, False, 'bf16', 'fp16' or a torch dtype, "
                      f"not {amp!r}")
-
-
-def default_num_workers(device: torch.device) -> int:
-    """DataLoader worker processes for `device`.
-
-    On a GPU the forward pass is fast and reading limits throughput: up to 8 workers, leaving
-    one core to drive the GPU. On CPU the model's threads already use every core; a reader
-    process only competes with them and costs a process start per call, so batches are read
-    in-process (benchmarks/bench_inference.py measured this on 2 cores: 0 workers beat 1).
-    """
-    if device.type == "cpu":
-        return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(8, (cores or 2) - 1))
 
 
 class _Item(NamedTuple):
@@ -217,10 +204,70 @@ class _Runner:
         return cols
 
 
+def reader_count(read_s: float, consumer_s: float, consumer_cpu_s: float, remaining: int,
+                 cores: int | None = None) -> int:
+    """Reader processes for the rest of a run, from one batch's measured times.
+
+    Parameters
+    ----------
+    read_s : float
+        Wall time to read the batch in-process.
+    consumer_s, consumer_cpu_s : float
+        Wall and CPU time (all threads of this process) of everything done with the batch
+        after reading it: transfer, preprocessing, forward, postprocessing, writing.
+    remaining : int
+        Batches left.
+    cores : int, optional
+        CPU cores this process may use (default: its affinity).
+
+    Returns
+    -------
+    int
+        0 when reading is negligible (under 5% of the consumer's time), when fewer than 2
+        batches remain, or when the consumer keeps the cores busy itself (a CPU forward: a
+        reader would only compete with its threads). Otherwise enough readers for reading to
+        keep up with the consumer (``ceil(read / consumer)``, plus one for jitter), within the
+        cores the consumer leaves idle: an accelerator's forward holds no host core, so reading
+        sets the pace and scales with cores.
+    """
+    if remaining < 2 or read_s <= 0.05 * consumer_s:
+        return 0
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    busy = consumer_cpu_s / max(consumer_s, 1e-9)  # host cores the consumer keeps busy
+    idle = int((cores or 1) - busy + 0.2)  # a core the consumer uses 80% of is taken
+    need = math.ceil(read_s / max(consumer_s, 1e-9)) + 1
+    return max(0, min(idle, need, remaining))
+
+
 def _loader(runner: _Runner, cutouts, batches: list[np.ndarray], num_workers,
             prefetch_factor: int) -> Iterator[_Item]:
-    """The batches, read ahead by DataLoader workers, in order."""
-    workers = default_num_workers(runner.device) if num_workers == "auto" else int(num_workers)
+    """The batches, in order: read ahead by `num_workers` DataLoader workers, or with "auto"
+    by as many as the first batches' measured read and compute times call for (`reader_count`;
+    the first two batches are read in-process to measure them, the second after warm-up)."""
+    if num_workers != "auto":
+        yield from _dataloader(runner, cutouts, batches, int(num_workers), prefetch_factor)
+        return
+    dataset, n_probe = BatchDataset(cutouts, batches), min(2, len(batches))
+    times = (0.0, 0.0, 0.0)
+    for k in range(n_probe):
+        t0 = time.perf_counter()
+        item = dataset[k]
+        read_s = time.perf_counter() - t0
+        if isinstance(item, InputError):
+            raise item
+        w0, c0 = time.perf_counter(), time.process_time()
+        yield item  # the caller computes and stores this batch before asking for the next
+        times = (read_s, time.perf_counter() - w0, time.process_time() - c0)
+    workers = reader_count(*times, remaining=len(batches) - n_probe)
+    yield from _dataloader(runner, cutouts, batches[n_probe:], workers, prefetch_factor)
+
+
+def _dataloader(runner: _Runner, cutouts, batches: list[np.ndarray], workers: int,
+                prefetch_factor: int) -> Iterator[_Item]:
+    """The batches, read ahead by `workers` DataLoader processes, in order."""
+    if not batches:
+        return
     # Reading ahead needs a next batch: a single batch is read in-process, without a fork.
     workers = min(workers, len(batches) - 1)
     loader = DataLoader(BatchDataset(cutouts, batches), batch_size=None, shuffle=False,
@@ -335,7 +382,9 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
         Combine the outputs over the 8 flips and quarter turns (``model.combine_tta``) and add
         ``<column>_tta_std``, the spread over them, for each scalar float column.
     num_workers : int or "auto"
-        DataLoader worker processes reading inputs (`default_num_workers`).
+        DataLoader worker processes reading inputs. "auto": chosen from the first two batches'
+        measured read and compute times (`reader_count`): none on a CPU whose cores the forward
+        keeps busy, enough to keep an accelerator fed otherwise.
     prefetch_factor : int
         Batches each worker reads ahead.
     amp : "auto", bool, "bf16", "fp16" or torch.dtype
