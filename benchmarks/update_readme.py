@@ -16,7 +16,8 @@ from astrozoo.registry import default_model, get_entry, get_task
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SECTIONS = {"bench-io": "io.md", "bench-inference": "inference.md", "bench-onnx": "onnx.md",
-            "setup-timing": "setup.md", "bench-scaleout": "scaleout.md"}
+            "setup-timing": "setup.md", "bench-scaleout": "scaleout.md",
+            "bench-accelerator": "accelerator.md", "bench-gpu": "gpu.md"}
 
 
 def _fmt(v) -> str:

@@ -10,7 +10,8 @@ import astrozoo
 from astrozoo.hub import sha256_file
 from astrozoo.registry import get_entry
 from astrozoo.evaluation.lens import auroc, lens_metrics, tpr_at_fp
-from astrozoo.tasks.lens_finding.simulate import BANDS, SURVEY, simulate
+from astrozoo.tasks.lens_finding.simulate import (ARC_SNR_MIN, BANDS, NEGATIVE_KINDS,
+                                                   SOURCE_KINDS, SURVEY, simulate)
 
 MODEL = "lens-resnet10t-lsst"
 
@@ -34,10 +35,28 @@ def test_simulator_is_seeded_and_physical():
     assert (y1 == 1).all() and set(m1["kind"]) == {"lens"}
     assert ((m1["theta_e"] >= 0.5) & (m1["theta_e"] <= 3.0)).all()
     # kept lenses are detectable and magnified
-    assert (m1["arc_snr_g"] >= 25).all() and (m1["magnification"] > 1).all()
-    # the same seed with shifted=True is another draw, with a Kolmogorov PSF
+    assert (m1["arc_snr_g"] >= ARC_SNR_MIN).all() and (m1["magnification"] > 1).all()
+    assert set(m1["source"]) <= set(SOURCE_KINDS)
+    # the same seed with shifted=True is another draw, with a Kolmogorov PSF and irregular
+    # sources; shifted="validation" another again (broad Moffat PSFs, spiral sources)
     x3, _, m3 = simulate(6, 5, kind="lens", shifted=True)
-    assert set(m3["psf"]) == {"kolmogorov"} and not np.allclose(x1, x3)
+    assert set(m3["psf"]) == {"kolmogorov"} and set(m3["source"]) == {"irregular"}
+    assert not np.allclose(x1, x3)
+    x4, _, m4 = simulate(6, 5, kind="lens", shifted="validation")
+    assert set(m4["psf"]) == {"moffat"} and set(m4["source"]) == {"spiral"}
+    assert not np.allclose(x3, x4)
+    with pytest.raises(ValueError, match="shifted"):
+        simulate(1, 0, shifted="test")
+
+
+def test_faint_arcs_down_to_the_detection_limit_and_every_negative_kind():
+    _, y, meta = simulate(300, 8)
+    snr = np.asarray(meta["arc_snr_g"])[y == 1]
+    # S/N drawn log-uniform from ARC_SNR_MIN: a good share of faint arcs
+    assert snr.min() >= ARC_SNR_MIN and 0.05 < np.mean(snr < 20) < 0.3
+    assert set(meta["kind"][y == 0]) == set(NEGATIVE_KINDS)
+    x, _, _ = simulate(40, 9, kind="star")
+    assert np.isfinite(x).all() and x.max() < 6e4  # stays within the float16 training cache
 
 
 def test_simulator_noise_and_colours():
