@@ -76,7 +76,7 @@ def _same(result, ref):
     np.testing.assert_allclose(result["p_lens"], ref["p_lens"], rtol=0, atol=1e-6)
 
 
-def test_partitions_cover_every_row_once_by_tile_and_sky(survey):
+def test_partitions_cover_every_row_once_by_tile_and_sky(survey, tmp_path):
     tiles, cat, _ = survey
     parts = partition_catalog(cat, tiles, max_rows=15)
     rows = np.concatenate([p.rows for p in parts])
@@ -92,6 +92,9 @@ def test_partitions_cover_every_row_once_by_tile_and_sky(survey):
     assert [p.key for p in partition_catalog(cat, tiles, max_rows=15)] == [p.key for p in parts]
     with pytest.raises(InputError, match="ra/dec"):
         partition_catalog(Table({"x": [1.0], "y": [2.0]}), tiles)
+    with pytest.raises(ValueError, match="images="):  # refused before any cluster starts
+        dask_mod.predict_dask("lens-finding", cat, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_two_workers_equal_the_single_process_run(survey, client, tmp_path):

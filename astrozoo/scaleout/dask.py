@@ -163,6 +163,7 @@ def _model_ref(model, output: Path) -> tuple[str, object]:
         return model.name, model
     target = output / "_model"
     if not target.exists():
+        output.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(target)
     return str(target), model
 
@@ -231,8 +232,12 @@ def predict_dask(model, catalog, output, *, images=None, scheduler=None, n_worke
     from ..inference.writers import _atomic, provenance
 
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     ref, loaded = _model_ref(model, out)
+    if loaded.spec.kind == "image" and images is None:
+        raise ValueError(f"{loaded.name} is a cutout model: pass images= (survey-image tiles)")
+    if loaded.spec.kind == "catalog" and images is not None:
+        raise ValueError(f"{loaded.name} is a catalogue model: it takes no images")
+    out.mkdir(parents=True, exist_ok=True)
     table = as_table(catalog)
     id_column = predict_kwargs.get("id_column")
     if id_column is None and find_column(table, _ID_COLUMNS) is None:
