@@ -25,42 +25,23 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-from astropy.io import fits  # noqa: E402
-from astropy.table import Table, vstack  # noqa: E402
-from astropy.wcs import WCS  # noqa: E402
+from astropy.table import vstack  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_tiles(d: Path, n_tiles: int, per_tile: int):
     """`n_tiles` survey tiles (one FITS image per band) of simulated cutouts and the catalogue."""
+    from astrozoo.examples.fields import write_tile
     from astrozoo.tasks.lens_finding.simulate import BANDS, simulate
 
-    nx = int(np.ceil(np.sqrt(per_tile)))
-    ny = -(-per_tile // nx)
     tiles, cats = [], []
     for k in range(n_tiles):
         x, _, _ = simulate(per_tile, 9_100_000 + k)
-        s = x.shape[-1]
-        grid = np.zeros((ny * nx, 3, s, s), np.float32)
-        grid[:per_tile] = x
-        field = grid.reshape(ny, nx, 3, s, s).transpose(2, 0, 3, 1, 4).reshape(3, ny * s, nx * s)
-        wcs = WCS(naxis=2)
-        wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-        wcs.wcs.crval = [150.0 + k, 2.2]
-        wcs.wcs.crpix = [field.shape[2] / 2 + 0.5, field.shape[1] / 2 + 0.5]
-        wcs.wcs.cd = np.diag([-0.2, 0.2]) / 3600
-        paths = {}
-        for band, plane in zip(BANDS, field):
-            header = wcs.to_header()
-            header["FILTER"], header["BUNIT"] = band, "nJy"
-            paths[band] = str(d / f"tile{k}_{band}.fits")
-            fits.writeto(paths[band], plane, header, overwrite=True)
-        iy, ix = np.divmod(np.arange(per_tile), nx)
-        sky = wcs.pixel_to_world(ix * s + (s - 1) / 2, iy * s + (s - 1) / 2)
+        paths, cat = write_tile(x, BANDS, d, name=f"tile{k}", ra=150.0 + k,
+                                first_id=k * per_tile)
         tiles.append(paths)
-        cats.append(Table({"id": np.arange(per_tile) + k * per_tile, "ra": sky.ra.deg,
-                           "dec": sky.dec.deg}))
+        cats.append(cat)
     cat = vstack(cats)
     return tiles, cat[np.random.default_rng(0).permutation(len(cat))]
 

@@ -10,9 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from astropy.io import fits
 from astropy.table import Table, vstack
-from astropy.wcs import WCS
 
 import astrozoo
 from astrozoo.exceptions import InputError, OutputError
@@ -27,24 +25,15 @@ N_TILE, NX = 40, 8  # objects per tile, laid out on an 8 x 5 grid of 64-pixel ce
 
 def _tile(d, k):
     """One survey tile (g, r, i images) of simulated cutouts and its catalogue."""
+    from astrozoo.examples.fields import write_tile
+
     images, labels, _ = simulate(N_TILE, 500 + k, lens_fraction=0.3)
-    ny, s = N_TILE // NX, images.shape[-1]
-    field = images.reshape(ny, NX, 3, s, s).transpose(2, 0, 3, 1, 4).reshape(3, ny * s, NX * s)
-    wcs = WCS(naxis=2)
-    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    wcs.wcs.crval = [150.0 + 1.0 * k, 2.2]  # tiles a degree apart: other HEALPix pixels
-    wcs.wcs.crpix = [field.shape[2] / 2 + 0.5, field.shape[1] / 2 + 0.5]
-    wcs.wcs.cd = np.diag([-0.2, 0.2]) / 3600
-    paths = {}
-    for band, plane in zip(BANDS, field):
-        header = wcs.to_header()
-        header["FILTER"], header["BUNIT"] = band, "nJy"
-        paths[band] = str(d / f"tile{k}_{band}.fits")
-        fits.writeto(paths[band], plane, header)
-    iy, ix = np.divmod(np.arange(N_TILE), NX)
-    sky = wcs.pixel_to_world(ix * s + (s - 1) / 2, iy * s + (s - 1) / 2)
-    return paths, Table({"objid": np.arange(N_TILE) + 1000 * k, "ra": sky.ra.deg,
-                         "dec": sky.dec.deg, "lens": labels})
+    # tiles a degree apart: other HEALPix pixels
+    paths, cat = write_tile(images, BANDS, d, name=f"tile{k}", ra=150.0 + k, ncols=NX,
+                            first_id=1000 * k)
+    cat.rename_column("id", "objid")
+    cat["lens"] = labels
+    return paths, cat
 
 
 @pytest.fixture(scope="module")
