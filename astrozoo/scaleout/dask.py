@@ -26,7 +26,8 @@ from astropy.table import Table, vstack
 
 from ..exceptions import AstrozooError, OutputError
 from ..io.catalog import _ID_COLUMNS, as_table, find_column
-from .partitions import Partition, as_tiles, partition_catalog, partitions_fingerprint
+from .partitions import (Partition, check_images, partition_catalog,
+                         partitions_fingerprint)
 
 __all__ = ["predict_dask", "read_partitions", "PartitionError", "JOB_FILE"]
 
@@ -233,10 +234,7 @@ def predict_dask(model, catalog, output, *, images=None, scheduler=None, n_worke
 
     out = Path(output)
     ref, loaded = _model_ref(model, out)
-    if loaded.spec.kind == "image" and images is None:
-        raise ValueError(f"{loaded.name} is a cutout model: pass images= (survey-image tiles)")
-    if loaded.spec.kind == "catalog" and images is not None:
-        raise ValueError(f"{loaded.name} is a catalogue model: it takes no images")
+    check_images(loaded, images)
     out.mkdir(parents=True, exist_ok=True)
     table = as_table(catalog)
     id_column = predict_kwargs.get("id_column")

@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 
 from .dask import _Job, _worker_model
-from .partitions import as_tiles, assign_tiles
+from .partitions import as_tiles, assign_tiles, check_images
 
 __all__ = ["predict_catalog"]
 
@@ -132,10 +132,7 @@ def predict_catalog(model, catalog, *, images=None, prefix: str = "", **predict_
         raise TypeError("predict_catalog needs what workers can load: a registered name or a "
                         "model directory (model.save_pretrained(path), then pass path)")
     loaded = load(model)
-    if loaded.spec.kind == "image" and images is None:
-        raise ValueError(f"{loaded.name} is a cutout model: pass images= (survey-image tiles)")
-    if loaded.spec.kind == "catalog" and images is not None:
-        raise ValueError(f"{loaded.name} is a catalogue model: it takes no images")
+    check_images(loaded, images)
     probe = _flat_columns(_probe_table(loaded), prefix)
     clash = sorted(set(probe) & set(catalog.columns))
     if clash:

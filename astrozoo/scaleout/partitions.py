@@ -19,7 +19,7 @@ from ..exceptions import InputError
 from ..io.catalog import as_table, find_column
 
 __all__ = ["Partition", "partition_catalog", "assign_tiles", "as_tiles", "partitions_fingerprint",
-           "HEALPIX_ORDER"]
+           "check_images", "HEALPIX_ORDER"]
 
 #: HEALPix order of the sort key: pixels of ~52" (order 12), finer than any partition.
 HEALPIX_ORDER = 12
@@ -62,6 +62,14 @@ def as_tiles(images) -> list[dict] | None:
     if not tiles:
         raise ValueError("no survey-image tiles given")
     return tiles
+
+
+def check_images(model, images) -> None:
+    """Refuse survey images for a catalogue model, and their absence for a cutout model."""
+    if model.spec.kind == "image" and images is None:
+        raise ValueError(f"{model.name} is a cutout model: pass images= (survey-image tiles)")
+    if model.spec.kind == "catalog" and images is not None:
+        raise ValueError(f"{model.name} is a catalogue model: it takes no images")
 
 
 def _sky(table):

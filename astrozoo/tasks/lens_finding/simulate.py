@@ -403,6 +403,13 @@ def _observe(obs, components, kernels, rng, separate=()):
     return obs.survey.add_noise(scene, obs.bands, rng), list(binned[1:])
 
 
+def _arc_snr(arc, sig: float) -> float:
+    """S/N of a noiseless lensed-light image: its flux over the pixels above 1 sigma of the sky,
+    against the sky noise of those pixels."""
+    above = arc > sig
+    return arc[above].sum() / (sig * np.sqrt(max(above.sum(), 1)))
+
+
 def _arcs_detectable(obs, arc, lens, meta):
     """Arcs count as detectable when, in g (where the blue source outshines the red lens), the
     lensed light has total S/N >= `ARC_SNR_MIN` over its pixels above 1 sigma of the survey's
@@ -410,8 +417,7 @@ def _arcs_detectable(obs, arc, lens, meta):
     sig = obs.survey.sky_sigma("g")[0]
     g = obs.render.index("g")
     a, l = arc[g], lens[g]
-    above = a > sig
-    snr = a[above].sum() / (sig * np.sqrt(max(above.sum(), 1)))
+    snr = _arc_snr(a, sig)
     n_clear = int(((a > 2 * sig) & (a > l)).sum())
     meta.update(arc_snr_g=float(snr), arc_clear_pixels=n_clear)
     return snr >= ARC_SNR_MIN and n_clear >= 4
@@ -433,15 +439,10 @@ def _mag_for_snr(obs, lensed, kernels, target):
     unit = fftconvolve(lensed, kernels[g], mode="same").reshape(size, _SUPER, size, _SUPER).sum((1, 3))
     unit = unit * obs.survey.flux(25.0)  # the arc at g = 25
 
-    def snr(scale):
-        a = unit * scale
-        above = a > sig
-        return a[above].sum() / (sig * np.sqrt(max(above.sum(), 1)))
-
     lo, hi = 10 ** (-0.4 * (_MAG_G_RANGE[1] - 25)), 10 ** (-0.4 * (_MAG_G_RANGE[0] - 25))
     for _ in range(30):  # S/N grows monotonically with flux: bisect in log flux
         mid = np.sqrt(lo * hi)
-        lo, hi = (mid, hi) if snr(mid) < target else (lo, mid)
+        lo, hi = (mid, hi) if _arc_snr(unit * mid, sig) < target else (lo, mid)
     return float(25 - 2.5 * np.log10(np.sqrt(lo * hi)))
 
 
