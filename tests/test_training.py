@@ -120,6 +120,37 @@ def test_deterministic_and_resumes_exactly(tmp_path):
         assert torch.equal(v, w), k
 
 
+def test_weight_average_is_what_is_validated_saved_and_resumed(tmp_path):
+    cfg = TrainConfig(**{**CFG, "epochs": 4, "ema_decay": 0.9, "monitor": "acc"})
+
+    def run(ckpt=None, log=lambda m: None, config=cfg, out=tmp_path / "best"):
+        model = make_model()
+        res = fit(model, data(512, 0), data(256, 1), loss=bce, metric=acc, config=config,
+                  checkpoint_dir=ckpt, out=out, progress=False, log=log)
+        return model, res
+
+    avg, res = run()
+    assert res.best > 0.85
+    raw, _ = run(config=TrainConfig(**{**CFG, "epochs": 4, "monitor": "acc"}), out=None)
+    assert not torch.equal(avg.conv.weight, raw.conv.weight)
+    x = torch.from_numpy(data(64, 2)[0])  # the saved weights are the average's
+    np.testing.assert_allclose(astrozoo.load(tmp_path / "best").predict_batch(x)["p"],
+                               avg.predict_batch(x)["p"], rtol=1e-6)
+
+    class Killed(Exception):
+        pass
+
+    def log(line):
+        if line.startswith("epoch 4/4"):
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(tmp_path / "ckpt", log=log)
+    resumed, _ = run(tmp_path / "ckpt")
+    for (k, v), w in zip(avg.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(v, w), k
+
+
 def test_early_stopping():
     model = make_model()
     cfg = TrainConfig(**{**CFG, "epochs": 50, "lr": 1e-6, "patience": 2})  # no progress

@@ -1,7 +1,8 @@
 """Resumable training state in safetensors + JSON (never a pickle).
 
 ``last.safetensors`` holds the model's state, the optimiser's tensors (flattened as
-``optim.<param index>.<name>``) and the RNG states; ``last.json`` the epoch, step, best value,
+``optim.<param index>.<name>``), the weight average's state (``ema.``, when one is kept) and the
+RNG states; ``last.json`` the epoch, step, best value,
 history and the optimiser's non-tensor settings; ``best.safetensors`` the best epoch's model
 state. `torch.save` would be one line, but loading it unpickles; a resumed run must be as safe
 as loading published weights.
@@ -25,12 +26,15 @@ def _atomic(path: Path, write) -> None:
 
 
 def save_checkpoint(directory, model, opt, gen: torch.Generator, state: dict,
-                    best_state: dict | None) -> None:
+                    best_state: dict | None, ema=None) -> None:
     from safetensors.torch import save_file
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous()
+                        for k, v in ema.state_dict().items()})
     osd = opt.state_dict()
     extra = {}
     for idx, s in osd["state"].items():
@@ -50,8 +54,10 @@ def save_checkpoint(directory, model, opt, gen: torch.Generator, state: dict,
     _atomic(d / "last.json", lambda p: p.write_text(json.dumps(meta, indent=1)))
 
 
-def load_checkpoint(directory, model, opt, gen: torch.Generator) -> tuple[dict, dict | None]:
-    """Restore model, optimiser and RNGs in place; returns ``(state, best_state)``."""
+def load_checkpoint(directory, model, opt, gen: torch.Generator,
+                    ema=None) -> tuple[dict, dict | None]:
+    """Restore model, optimiser, RNGs and the weight average `ema` (a module, if one is kept)
+    in place; returns ``(state, best_state)``."""
     from safetensors.torch import load_file
 
     from ..hub import safetensors_header
@@ -63,6 +69,11 @@ def load_checkpoint(directory, model, opt, gen: torch.Generator) -> tuple[dict, 
             safetensors_header(d / name, str(d))
     tensors = load_file(d / "last.safetensors")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if ema is not None:
+        if not any(k.startswith("ema.") for k in tensors):
+            raise ValueError(f"{d / 'last.safetensors'} holds no weight average; it was saved by a "
+                             f"run without ema_decay")
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
     opt_state: dict = {}
     for k, v in tensors.items():
         if k.startswith("optim."):

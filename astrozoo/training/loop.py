@@ -57,6 +57,9 @@ class TrainConfig:
         Stop after this many epochs without improvement of `monitor`.
     grad_clip : float, optional
         Clip the gradient norm.
+    ema_decay : float, optional
+        Keep an exponential moving average of the weights (timm's ``ModelEmaV3``, with its
+        decay warm-up); validation, the best epoch and the saved weights are the average's.
     mixed_precision : {"auto", "no", "bf16", "fp16"}
         ``"auto"``: bf16 (else fp16) on CUDA, none on CPU.
     seed : int
@@ -76,6 +79,7 @@ class TrainConfig:
     mode: str | None = None
     patience: int | None = None
     grad_clip: float | None = None
+    ema_decay: float | None = None
     mixed_precision: str = "auto"
     seed: int = 0
     log_every: int = 50
@@ -271,12 +275,18 @@ def fit(model: nn.Module, train, val=None, *, loss: Callable, config: TrainConfi
                          f"{acc.num_processes} processes")
     model, opt, loader = acc.prepare(model, opt, loader)
     pre = _preprocess(acc.unwrap_model(model))
+    ema = None
+    if cfg.ema_decay:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(acc.unwrap_model(model), decay=cfg.ema_decay, use_warmup=True)
 
     state = {"epoch": 0, "step": 0, "best": math.inf if mode == "min" else -math.inf,
              "best_epoch": -1, "history": []}
     best_state = None
     if checkpoint_dir is not None and (Path(checkpoint_dir) / "last.json").is_file():
-        state, best_state = load_checkpoint(checkpoint_dir, acc.unwrap_model(model), opt, gen)
+        state, best_state = load_checkpoint(checkpoint_dir, acc.unwrap_model(model), opt, gen,
+                                            ema=ema and ema.module)
         log(f"resumed from {checkpoint_dir} at epoch {state['epoch']} (step {state['step']})")
     sched.step_update(state["step"])
 
@@ -301,6 +311,8 @@ def fit(model: nn.Module, train, val=None, *, loss: Callable, config: TrainConfi
                 acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             step += 1
+            if ema is not None:
+                ema.update(acc.unwrap_model(model), step=step)
             sched.step_update(step)
             running += loss_value.item()
             n_run += 1
@@ -311,8 +323,9 @@ def fit(model: nn.Module, train, val=None, *, loss: Callable, config: TrainConfi
                 break
         bar.close()
         record = {"epoch": epoch + 1, "step": step, "train_loss": running / max(n_run, 1)}
+        evaluated = ema.module if ema is not None else acc.unwrap_model(model)
         if val is not None:
-            outputs, targets = run_batches(acc.unwrap_model(model), val,
+            outputs, targets = run_batches(evaluated, val,
                                            batch_size=max(cfg.batch_size, 256), device=acc.device)
             record["loss"] = float(loss(outputs.to(acc.device), targets.to(acc.device)))
             if metric is not None:
@@ -328,15 +341,15 @@ def fit(model: nn.Module, train, val=None, *, loss: Callable, config: TrainConfi
         state["history"].append(record)
         if better(value, state["best"]):
             state["best"], state["best_epoch"], stale = float(value), epoch + 1, 0
-            best_state = {k: v.detach().clone().cpu()
-                          for k, v in acc.unwrap_model(model).state_dict().items()}
+            best_state = {k: v.detach().clone().cpu() for k, v in evaluated.state_dict().items()}
             if out is not None and acc.is_main_process:
-                acc.unwrap_model(model).save_pretrained(out, dtype=save_dtype)
+                evaluated.save_pretrained(out, dtype=save_dtype)
         else:
             stale += 1
         state["epoch"], state["step"] = epoch + 1, step
         if checkpoint_dir is not None and acc.is_main_process:
-            save_checkpoint(checkpoint_dir, acc.unwrap_model(model), opt, gen, state, best_state)
+            save_checkpoint(checkpoint_dir, acc.unwrap_model(model), opt, gen, state, best_state,
+                            ema=ema and ema.module)
         if cfg.patience is not None and stale >= cfg.patience:
             log(f"early stop: no improvement of {cfg.monitor} for {stale} epochs")
             break

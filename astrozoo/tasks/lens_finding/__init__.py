@@ -19,6 +19,6 @@ register_architecture("lens-classifier", "astrozoo.tasks.lens_finding.model:Lens
 register_model(ModelEntry(
     name="lens-resnet10t-lsst", task="lens-finding",
     weights=WeightsSource(bundled="lens-resnet10t-lsst"),
-    sha256="1bfd44e4d36e60ba356e4653356c1da2f255e8219df5cbb2ebd93e83b24509d6",
+    sha256="3c7b36c03cfcc9c6795f92befe2be9bbc95d567bb57a3c1532304cf93455ab3f",
     summary="Strong-lens classifier (slim ResNet-10t) for LSST-like g,r,i 64x64 cutouts, "
             "trained on lenstronomy simulations"), default=True)
