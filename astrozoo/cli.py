@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -48,7 +49,6 @@ def _cmd_list(args) -> int:
 
 def _model_files(name):
     """(config, card text, weights description, sha256) of a registered name or a directory."""
-    from pathlib import Path
 
     from .config import ModelConfig
     from .hub import CARD_NAME, CONFIG_NAME, resolve_files
@@ -166,12 +166,20 @@ def _cmd_predict(args) -> int:
         raise ValueError("--tiles, --partition-rows and --dask-workers need --dask")
     if model.spec.kind == "image":
         opts["group"] = None if args.no_group else args.group
+    output = Path(args.output) if args.output else None
+    reused = (output is not None and output.exists() and not args.overwrite
+              and not output.with_name(output.name + ".partial").exists())
     table = model.predict(inputs, batch_size=args.batch_size, device=args.device,
-                          progress=not args.quiet, output=args.output, on_error=args.on_error,
+                          progress=not args.quiet, output=output, on_error=args.on_error,
                           tta=args.tta, overwrite=args.overwrite,
                           score_incomplete=args.score_incomplete, **opts)
-    if args.output:
-        if table.meta.get("RERUN"):
+    if output is not None:
+        from .inference.writers import column_names, read_table
+
+        # the summary needs two columns, not the catalogue
+        table = read_table(output, columns=[c for c in ("flags", "error")
+                                            if c in column_names(output)])
+        if reused:  # predict returned without an error: the file is this job's
             print(f"{args.output} is already complete for this job: nothing to do "
                   "(--overwrite to recompute)", file=sys.stderr)
         elif not args.quiet:

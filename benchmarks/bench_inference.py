@@ -182,6 +182,9 @@ class SyntheticCutouts:
         return Batch([self.ids[i] for i in indices], self.pool[np.asarray(indices) % BATCH],
                      zeros, zeros, [None] * len(indices))
 
+    def extra_columns(self, indices):
+        return {}
+
 
 class PhotoZShaped(ZooModel):
     """A cheap stand-in with the photo-z output columns (8 scalars, 3 x (N, K) arrays), so

@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SECTIONS = {"bench-io": "io.md", "bench-inference": "inference.md", "bench-onnx": "onnx.md",
             "setup-timing": "setup.md", "bench-scaleout": "scaleout.md",
-            "bench-accelerator": "accelerator.md", "bench-gpu": "gpu.md"}
+            "bench-accelerator": "accelerator.md", "bench-gpu": "gpu.md",
+            "bench-output": "output.md"}
 
 
 def _fmt(v) -> str:

@@ -75,7 +75,8 @@ build = _ns["build"]
 
 
 def run(model, x, out, **kw):
-    kw = {"bands": BANDS, "batch_size": BATCH, "progress": False, "num_workers": 0, **kw}
+    kw = {"bands": BANDS, "batch_size": BATCH, "progress": False, "num_workers": 0,
+          "read_back": True, **kw}
     return predict(model, x, output=out, **kw)
 
 
@@ -105,25 +106,24 @@ def test_a_crash_while_writing_the_output_leaves_the_old_file_or_none(suffix, re
     out = tmp_path / f"cat{suffix}"
     model, x = build()
     first = run(model, x[:10], out)  # a finished output of another job, to be overwritten
-    real = writers._WRITERS[writers.output_format(out)]
+    real = writers._JOINERS[writers.output_format(out)]
 
-    def crash_after_one_chunk(chunks, path, *args):
-        def some():
-            yield next(iter(chunks))
-            assert path.exists()  # the temporary file is half-written now
-            raise RuntimeError("simulated crash")
+    def crash_before_the_rename(parts, path, *args):
+        real(parts, path, *args)
+        assert path.exists()  # the temporary file is written, not renamed yet
+        raise RuntimeError("simulated crash")
 
-        real(some(), path, *args)
-
-    monkeypatch.setitem(writers._WRITERS, writers.output_format(out), crash_after_one_chunk)
+    monkeypatch.setitem(writers._JOINERS, writers.output_format(out), crash_before_the_rename)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(model, x, out, chunk_size=16, overwrite=True)
     # Under its name the output is still the old, complete file; no temporary file is left.
     assert files(tmp_path) == [out.name, out.name + ".partial"]
     assert_identical(read_table(out), first)
-    assert len(files(tmp_path / f"{out.name}.partial")) == 1 + 3  # manifest and 3 chunks
+    stored = files(tmp_path / f"{out.name}.partial")  # the manifest and the parts of 3 chunks
+    assert stored[0] == "manifest.json" and len(stored) >= 1 + 3
+    assert all(p.startswith("part_") and p.endswith(suffix) for p in stored[1:])
 
-    monkeypatch.setitem(writers._WRITERS, writers.output_format(out), real)
+    monkeypatch.setitem(writers._JOINERS, writers.output_format(out), real)
     model.seen = 0
     assert_identical(run(model, x, out, chunk_size=16), reference)
     assert model.seen == 0 and files(tmp_path) == [out.name]  # only the file was rewritten
@@ -139,12 +139,9 @@ def test_every_file_is_fsynced_then_renamed(tmp_path, monkeypatch):
     model, x = build()
     run(model, x, tmp_path / "cat.parquet", chunk_size=16)
     renamed = [e[2] for e in events if e[0] == "replace"]
-    # manifest; chunk 0 from 2 pieces (2 batches of 8); chunk 1 likewise; chunk 2 (8 rows)
-    assert renamed == ["manifest.json", "part_000000000000_000000000008.fits",
-                       "chunk_000000000000_000000000016.fits",
-                       "part_000000000016_000000000024.fits",
-                       "chunk_000000000016_000000000032.fits",
-                       "chunk_000000000032_000000000040.fits", "cat.parquet"]
+    # manifest; one part per batch of 8, in the output's format (chunks of 16 hold two each)
+    assert renamed == ["manifest.json", *(f"part_{a:012d}_{a + 8:012d}.parquet"
+                                          for a in range(0, 40, 8)), "cat.parquet"]
     for i, e in enumerate(events):
         if e[0] == "replace":  # the data is on disk before the rename, the rename after it
             assert events[i - 1] == ("fsync", e[1]) and events[i + 1][0] == "fsync"
@@ -277,19 +274,19 @@ def test_disk_full_during_the_run_names_the_file_and_the_rerun_completes(
         synced, real = [], writers._fsync
 
         def full_from_the_third(path):
-            synced.extend([path] if path.name.endswith(".fits.tmp") else [])
+            synced.extend([path] if path.name.endswith(".ecsv.tmp") else [])
             if len(synced) >= 3:
                 assert path.stat().st_size > 0
                 raise _enospc(path)
             real(path)
 
         monkeypatch.setattr(writers, "_fsync", full_from_the_third)
-        at, n_chunks = "cat.ecsv.partial/chunk_000000000016_000000000024.fits", 2
+        at, n_chunks = "cat.ecsv.partial/part_000000000016_000000000024.ecsv", 2
     else:  # ... or while the final file is written
-        def full(chunks, path, *args):
+        def full(parts, path, *args):
             raise _enospc(path)
 
-        monkeypatch.setitem(writers._WRITERS, "ecsv", full)
+        monkeypatch.setitem(writers._JOINERS, "ecsv", full)
         at, n_chunks = "cat.ecsv", 5
     with pytest.raises(OutputError, match=r": cannot write \(No space left on device\); the "
                        r"rows stored so far are kept in .*cat.ecsv.partial: fix this and rerun "

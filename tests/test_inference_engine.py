@@ -119,16 +119,28 @@ def test_bad_pixels_reported(model, images):
 
 
 @pytest.mark.parametrize("suffix", [".fits", ".ecsv", ".parquet"])
-def test_streamed_output_matches_and_is_readable(model, images, reference, tmp_path, suffix):
+def test_streamed_output_matches_and_is_readable(model, images, reference, tmp_path, suffix,
+                                                 monkeypatch):
+    from astrozoo.inference import writers
+
+    def no_reencoding(*args):
+        raise AssertionError("a part was re-encoded")
+
+    # The parts share the job's layout (ids at their job-wide width; no error column), so they
+    # are joined without decoding any row (Parquet: without astropy).
+    monkeypatch.setattr(writers, "_reencode", no_reencoding)
     out = tmp_path / f"cat{suffix}"
     # Chunks of 4 rows: ids "0".."3" first, wider ones later.
-    t = predict(model, images, bands=BANDS, batch_size=8, chunk_size=4, output=out, progress=False)
-    assert out.is_file() and not (tmp_path / f"cat{suffix}.partial").exists()
+    path = predict(model, images, bands=BANDS, batch_size=8, chunk_size=4, output=out,
+                   progress=False)
+    assert path == out and out.is_file() and not (tmp_path / f"cat{suffix}.partial").exists()
+    t = read_table(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        assert pq.read_metadata(out).num_rows == 40
+        meta = pq.read_metadata(out)
+        assert meta.num_rows == 40 and meta.num_row_groups == 10  # one per chunk of 4
         # astropy reads the file too, but flattens columns of 3+ dimensions (segmaps) in its
         # Parquet round trip; read_table restores their shape from the stored metadata.
         plain = Table.read(out)
@@ -152,15 +164,20 @@ def test_output_guards(model, images, tmp_path):
     with pytest.raises(ValueError, match="unsupported output suffix"):
         predict(model, images, bands=BANDS, output=tmp_path / "cat.txt", progress=False)
     out = tmp_path / "cat.fits"
-    first = predict(model, images[:4], bands=BANDS, output=out, progress=False, num_workers=0)
-    # the same job again: the finished output is returned, nothing recomputed
-    again = predict(model, images[:4], bands=BANDS, output=out, progress=False, num_workers=0)
-    assert again.meta["RERUN"] and list(again["p_lens"]) == list(first["p_lens"])
+    first = predict(model, images[:4], bands=BANDS, output=out, progress=False, num_workers=0,
+                    read_back=True)
+    stamp = out.stat().st_mtime_ns
+    # the same job again: the finished output is returned, nothing recomputed or rewritten
+    assert predict(model, images[:4], bands=BANDS, output=out, progress=False,
+                   num_workers=0) == out
+    again = predict(model, images[:4], bands=BANDS, output=out, progress=False, num_workers=0,
+                    read_back=True)
+    assert out.stat().st_mtime_ns == stamp and list(again["p_lens"]) == list(first["p_lens"])
     # another job (other inputs) does not silently replace it
     with pytest.raises(FileExistsError, match="cat.fits.*another job.*IDS256"):
         predict(model, images[:5], bands=BANDS, output=out, progress=False, num_workers=0)
     t = predict(model, images[:5], bands=BANDS, output=out, progress=False, num_workers=0,
-                overwrite=True)
+                overwrite=True, read_back=True)
     assert len(t) == 5
 
 
@@ -200,7 +217,7 @@ def test_on_error_flag_writes_a_flagged_row(model, files_with_a_corrupt_one, ref
     out = tmp_path / "cat.fits"
     # The error lands in the middle chunk of three: the column layout must still be one.
     t = predict(model, files_with_a_corrupt_one, batch_size=2, on_error="flag", output=out,
-                chunk_size=2, progress=False)
+                chunk_size=2, progress=False, read_back=True)
     mem = predict(model, files_with_a_corrupt_one, batch_size=4, on_error="flag", progress=False)
     for table in (t, mem, Table.read(out, character_as_bytes=False, mask_invalid=False)):
         assert list(table["id"]) == [f"obj{i}" for i in range(6)]

@@ -59,27 +59,36 @@ def run(output, sleep):
                             stdout=subprocess.PIPE, text=True)
 
 
+def stored_rows(partial) -> int:
+    """Rows stored in the part files (``part_<start>_<stop>.parquet``, contiguous from 0)."""
+    spans = dict(tuple(int(v) for v in p.stem.split("_")[1:]) for p in partial.glob("part_*.parquet"))
+    at = 0
+    while at in spans:
+        at = spans[at]
+    return at
+
+
 def test_resume_after_kill(tmp_path):
     out = tmp_path / "cat.parquet"
     partial = tmp_path / "cat.parquet.partial"
     proc = run(out, sleep=0.05)  # ~1.2 s for the 12 chunks once started
     try:
         deadline = time.monotonic() + 60
-        while len(list(partial.glob("chunk_*.fits"))) < 3:
+        while stored_rows(partial) < 30:
             assert proc.poll() is None and time.monotonic() < deadline, "job ended too early"
             time.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    n_done = len(list(partial.glob("chunk_*.fits")))
-    assert not out.exists() and 3 <= n_done < 12
+    n_done = stored_rows(partial)
+    assert not out.exists() and 30 <= n_done < 120
 
     rerun = run(out, sleep=0)
     stdout, _ = rerun.communicate(timeout=120)
     assert rerun.returncode == 0
-    # Only the unfinished chunks were recomputed.
-    assert int(stdout.split()[-1]) == 120 - 10 * n_done
+    # Only the rows not stored were recomputed.
+    assert int(stdout.split()[-1]) == 120 - n_done
     assert out.is_file() and not partial.exists()
 
     reference = tmp_path / "ref.fits"

@@ -97,7 +97,8 @@ def test_shipped_model_declares_truncation_and_keeps_mass_on_support(sdss_table,
     assert np.all(diff <= below / (1 - below) + 1e-9)
     assert np.median(diff) < 1e-4 and np.quantile(diff, 0.95) < 0.01, (diff.mean(), diff.max())
     # the declaration survives a written catalogue
-    out = model.predict(load_sdss("test")[:5], output=tmp_path / "pz.fits", progress=False)
+    out = model.predict(load_sdss("test")[:5], output=tmp_path / "pz.fits", progress=False,
+                        read_back=True)
     assert Table.read(tmp_path / "pz.fits").meta["PZ_PDF"] == TRUNCATION_META["PZ_PDF"]
     assert out.meta["PZ_ZMIN"] == 0.0
 

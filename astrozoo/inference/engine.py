@@ -14,6 +14,7 @@ import contextlib
 import math
 import os
 import time
+from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
 import numpy as np
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 from ..exceptions import InputError
 from ..io.flags import Flag
 from .tta import tta_outputs
-from .writers import ChunkStore, ids_fingerprint, output_format, provenance, read_table
+from .writers import ChunkStore, ids_fingerprint, output_format, provenance, read_meta, read_table
 
 __all__ = ["predict", "embed", "select_device", "amp_dtype", "reader_count",
            "DEFAULT_ON_ERROR"]
@@ -348,8 +349,8 @@ class _Pending:
 def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool = True,
             output=None, on_error: str = DEFAULT_ON_ERROR, tta: bool = False, num_workers="auto",
             prefetch_factor: int = 2, amp="auto", channels_last="auto", compile: bool = False,
-            chunk_size: int | None = None, overwrite: bool = False,
-            score_incomplete: bool = False, runtime: str = "torch", **io_options) -> Table:
+            chunk_size: int | None = None, overwrite: bool = False, read_back: bool = False,
+            score_incomplete: bool = False, runtime: str = "torch", **io_options):
     """Run `model` over `inputs`: one row per object, in input order.
 
     Parameters
@@ -400,6 +401,10 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
         Replace an existing finished `output`. Without it, rerunning a job whose `output` is
         finished returns that file's table (nothing is recomputed); a finished output of another
         job (model, weights, TTA or inputs differ) is refused.
+    read_back : bool
+        With `output`: return the table read back from the file (memory-mapped for FITS)
+        instead of its path. Off by default: a catalogue of millions of rows is not read again
+        just to be returned.
     score_incomplete : bool
         Predict for rows with more than ``max_missing`` of their pixels missing
         (`Flag.TOO_MANY_MISSING`) too; by default they get NaN predictions.
@@ -412,11 +417,12 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
 
     Returns
     -------
-    astropy.table.Table
+    astropy.table.Table or pathlib.Path
         ``id``, the task's columns, ``n_bad_pixels``, ``flags`` and, when some input could not
         be read, ``error`` (empty where fine). ``meta`` records the provenance (ASTROZOO,
-        MODEL, TASK, SHA256, PRESET, NORM, TTA, DATE). With `output`, the table read back from
-        the file (memory-mapped for FITS).
+        MODEL, TASK, SHA256, PRESET, NORM, TTA, DATE). With `output`, the output's path (or,
+        with `read_back`, the table read back from it; `astrozoo.inference.read_table` reads
+        it later, whole or some columns).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
@@ -444,12 +450,13 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
     # Independent of batch_size, so that a rerun with another batch size still resumes.
     chunk_size = chunk_size or 4096
     meta["IDS256"] = ids_fingerprint(cutouts.ids)
-    finished = _finished_output(output, meta, overwrite)
-    if finished is not None:
-        return finished
+    if _finished_output(output, meta, overwrite):
+        return read_table(output) if read_back else Path(output)
     manifest = {"model": meta["MODEL"], "sha256": meta["SHA256"], "tta": bool(tta),
                 "ids_sha256": meta["IDS256"], "date": meta["DATE"]}
-    store = ChunkStore(output, manifest, n, chunk_size, overwrite=overwrite)
+    # Ids are known in advance: every part stores them at the job's width (one FITS layout).
+    store = ChunkStore(output, manifest, n, chunk_size, overwrite=overwrite,
+                       widths={"id": max(len(str(i)) for i in cutouts.ids)})
     meta["DATE"] = store.manifest["date"]  # a resumed job keeps its start date
     # The batches start where each chunk's stored rows end: the same batches as in an
     # uninterrupted run of this batch size, since rows are only stored on batch boundaries.
@@ -475,24 +482,21 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
                 pending.flush()
             raise
     store.finalize(meta)
-    return read_table(output)
+    return read_table(output) if read_back else Path(output)
 
 
-def _finished_output(output, meta: dict, overwrite: bool) -> Table | None:
-    """The table of a finished `output` of this very job (same model, weights, TTA and inputs),
-    so that a rerun is a no-op; None when there is none to reuse. A finished output of another
-    job is refused unless `overwrite`."""
-    from pathlib import Path
-
+def _finished_output(output, meta: dict, overwrite: bool) -> bool:
+    """Whether `output` is the finished output of this very job (same model, weights, TTA and
+    inputs, read from its header or footer), so that a rerun is a no-op. A finished output of
+    another job is refused unless `overwrite`."""
     output = Path(output)
     if overwrite or not output.exists() or output.with_name(output.name + ".partial").exists():
-        return None
-    table = read_table(output)
+        return False
+    stored = read_meta(output)
     keys = ("MODEL", "SHA256", "TTA", "IDS256")
-    old = {k: table.meta.get(k, table.meta.get(k.lower())) for k in keys}
+    old = {k: stored.get(k, stored.get(k.lower())) for k in keys}
     if all(str(old[k]) == str(meta[k]) for k in keys):
-        table.meta["RERUN"] = "finished output reused"
-        return table
+        return True
     diff = [k for k in keys if str(old[k]) != str(meta[k])]
     raise FileExistsError(f"{output} is the finished output of another job (it differs in "
                           f"{diff}); pass overwrite=True (CLI --overwrite) to replace it")

@@ -100,7 +100,7 @@ def run_partition(job: _Job, part: Partition, rows: Table) -> int:
 
     Idempotent: a partition whose file exists (an earlier attempt finished) is not redone.
     """
-    from ..inference.writers import _atomic, _write_parquet
+    from ..inference.writers import _atomic, write_parquet
 
     path = Path(job.out) / f"part-{part.key}.parquet"
     if path.exists():
@@ -115,7 +115,7 @@ def run_partition(job: _Job, part: Partition, rows: Table) -> int:
     table["row"] = np.asarray(part.rows, np.int64)
     table.meta["PARTKEY"] = part.key
     with _atomic(path) as tmp:
-        _write_parquet([table], tmp, dict(table.meta), {}, len(table))
+        write_parquet(table, tmp)
     return len(table)
 
 
