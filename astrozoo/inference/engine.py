@@ -395,7 +395,8 @@ def predict(model, inputs, *, batch_size: int = 256, device=None, progress: bool
     compile : bool
         Run the network through `torch.compile` (pays off on long GPU runs).
     chunk_size : int, optional
-        Rows per chunk file of a streamed output (default 4096). Part of the job's identity:
+        Rows per chunk of a streamed output (default 4096; a part file never spans two, and a
+        Parquet row group holds about one). Part of the job's identity:
         a resumed run must use the same value.
     overwrite : bool
         Replace an existing finished `output`. Without it, rerunning a job whose `output` is
