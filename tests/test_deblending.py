@@ -64,8 +64,9 @@ def test_dense_targets_point_at_segment_centres():
     seg = torch.zeros(1, 16, 16, dtype=torch.long)
     seg[0, 2:5, 2:5] = 1  # centre (3, 3)
     seg[0, 10:14, 8:12] = 3  # centre (11.5, 9.5) (y, x); label 2 absent
-    fg, heat, off = dense_targets(seg)
+    fg, heat, off, area = dense_targets(seg)
     assert fg.sum() == 9 + 16
+    assert area[0, 3, 3] == 9 and area[0, 12, 10] == 16 and area[0, 0, 0] == 0
     assert heat[0, 3, 3] == 1 and heat[0, 12, 10] == 1 and heat.max() == 1
     assert torch.allclose(off[0, :, 2, 2], torch.tensor([1.0, 1.0]))
     assert torch.allclose(off[0, :, 10, 8], torch.tensor([1.5, 1.5]))
@@ -197,3 +198,27 @@ def test_segment_fits_table_and_errors(model, tmp_path):
     holes[:, 10:20, 10:20] = np.nan
     with pytest.warns(UserWarning, match="100 missing pixels"):
         model.segment(holes, bands=list(BANDS), unit="nJy", pixel_scale=0.2, progress=False)
+
+
+def test_tta_turns_offsets_back_into_the_input_frame(model):
+    import torch
+
+    from astrozoo.inference.tta import tta_outputs
+
+    # an exactly equivariant "network": offsets from each pixel to the image's flux centroid
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    img = torch.exp(-((xx - 4) ** 2 + (yy - 11) ** 2) / 4)[None, None]
+
+    def forward(x):
+        f = x[:, 0]
+        cx, cy = (f * xx).sum((-2, -1)) / f.sum((-2, -1)), (f * yy).sum((-2, -1)) / f.sum((-2, -1))
+        off = torch.stack([cx[:, None, None] - xx, cy[:, None, None] - yy], 1)
+        return torch.cat([x[:, :1], x[:, :1], off], 1)
+
+    from astrozoo.tasks.deblending.model import _dihedral_vector_map
+
+    outs = tta_outputs(forward, img)
+    for k in range(8):  # every copy's vectors, not only the identity's, come back right
+        back = torch.einsum("ij,bjhw->bihw", _dihedral_vector_map(k), outs[k, :, 2:])
+        torch.testing.assert_close(back, forward(img)[:, 2:], atol=1e-5, rtol=0)
+    torch.testing.assert_close(model.combine_tta(outs), forward(img), atol=1e-5, rtol=0)

@@ -23,6 +23,6 @@ register_architecture("deblend-unet", "astrozoo.tasks.deblending.model:DeblendUN
 register_model(ModelEntry(
     name="deblend-unet-lsst", task="deblending",
     weights=WeightsSource(bundled="deblend-unet-lsst"),
-    sha256="3ffcf05d096f9cde5c655203133fe9a813b87a288b0c75a715557d2aab9a9dc4",
+    sha256="39158afd5c2ed4cb41d613577495816fc4f52f1d8ddd04a8e48b406b601db6b3",
     summary="Deblender (U-Net on a slim ResNet-10t: foreground, centre heatmap, offsets) for "
             "LSST-like g,r,i scenes of any size, trained on GalSim blends"), default=True)

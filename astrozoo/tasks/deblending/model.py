@@ -29,6 +29,16 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
                          nn.ReLU(inplace=True))
 
 
+def _dihedral_vector_map(k: int) -> torch.Tensor:
+    """2 x 2 matrix taking an (x, y) vector in the frame of ``dihedral(., k)`` back to the
+    input's frame, read off from how `dihedral` moves a 2 x 2 grid of pixel coordinates."""
+    from astrozoo.inference.tta import dihedral
+
+    yy, xx = torch.meshgrid(torch.arange(2.0), torch.arange(2.0), indexing="ij")
+    t = dihedral(torch.stack([xx, yy]), k)  # the input (x, y) now at each transformed pixel
+    return torch.stack([t[:, 0, 1] - t[:, 0, 0], t[:, 1, 0] - t[:, 0, 0]], 1)
+
+
 class DeblendUNet(ZooModel):
     """Instance segmentation of blended sources.
 
@@ -95,10 +105,12 @@ class DeblendUNet(ZooModel):
                 "segmap": segmaps}
 
     def combine_tta(self, outs: torch.Tensor) -> torch.Tensor:
-        """Merge the 8 dihedral copies (8, B, 4, H, W): the foreground and centre logits are
-        averaged; the offsets are vectors, which `tta_outputs` moves back by position but does
-        not rotate, so they are taken from the untransformed copy."""
-        return torch.cat([outs[:, :, :2].mean(0), outs[0, :, 2:]], 1)
+        """Merge the 8 dihedral copies (8, B, 4, H, W), which `tta_outputs` has moved back by
+        position: the foreground and centre logits are averaged, and so are the offsets once
+        each copy's vectors are turned back into the input's frame (`_dihedral_vector_map`)."""
+        off = torch.stack([torch.einsum("ij,bjhw->bihw", _dihedral_vector_map(k).to(outs), o)
+                           for k, o in enumerate(outs[:, :, 2:])])
+        return torch.cat([outs[:, :, :2].mean(0), off.mean(0)], 1)
 
     def segment(self, image, **kwargs):
         """Segment a survey image of any size; see `astrozoo.tasks.deblending.segment.segment`."""
