@@ -6,10 +6,11 @@
    --worker k --workers n`` fills the cache in parallel processes.
 2. Train `DeblendUNet` with the shared loop (`astrozoo.training.fit`) on random `CROP` x `CROP`
    crops under random flips and quarter turns (the network is fully convolutional; 96 x 96
-   crops cost half a scene and cut few objects). The targets are derived from the truth map inside the loss, after
-   the augmentation (`deblend_loss`): foreground (BCE), a Gaussian heatmap at each segment's
-   centre (CenterNet's penalty-reduced focal loss) and the offset of each source pixel to its
-   segment's centre (L1). The epoch with the lowest validation loss on whole scenes is kept
+   crops cost half a scene and cut few objects). The targets are derived from the truth map
+   inside the loss, after the augmentation (`deblend_loss`): foreground (BCE), a Gaussian
+   heatmap at each segment's centre (CenterNet's penalty-reduced focal loss) and the offset of
+   each source pixel to its segment's centre (L1, weighted by 1 / sqrt(segment area)), with a
+   moving average of the weights. The epoch with the lowest validation loss on whole scenes is kept
    (float16).
 3. Tune the grouping settings (`tune_postprocess`) on the validation scenes - foreground and
    centre thresholds, vote distance, smallest source - for the best mean of count accuracy
@@ -85,7 +86,8 @@ def load_chunk(seed: int, k: int, cache=None) -> dict[str, np.ndarray]:
         x, seg, _ = simulate(n, _chunk_seed(seed, k))
         return {"x": x.astype(np.float16), "y": seg[:, None]}
 
-    return cached(f"deblending_v1_seed{seed}_chunk{k:03d}", build, cache)
+    # the size is in the key: chunk 8 was once the 1000-scene validation set
+    return cached(f"deblending_v1_seed{seed}_chunk{k:03d}_n{n}", build, cache)
 
 
 def load_chunks(seed: int, ks, cache=None):
